@@ -1,0 +1,1 @@
+//! Lambda: the management API for connections (scaffold: filled in by its issue).

@@ -1,0 +1,1 @@
+//! Lambda: completes the Salesforce OAuth flow (scaffold: filled in by its issue).

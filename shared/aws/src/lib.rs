@@ -1,0 +1,1 @@
+//! casesync adapters for AWS: DynamoDB stores, Secrets Manager, SQS (scaffold: filled in by its issue).

@@ -1,0 +1,249 @@
+//! A connection: one Salesforce org feeding one channel, and where its sync has got to.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::cursor::Cursor;
+use super::ids::CaseId;
+use super::settings::{ApiVersion, BackfillWindow, QueueScope};
+use super::urls::{InstanceUrl, LoginUrl};
+use crate::sync::SyncReport;
+
+/// An opaque connection id, e.g. `conn_6f1d0c1e8a2b4b0e9d3f5a7c1b2e4d6f`.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ConnectionId(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid connection id {0:?}: expected conn_ followed by 32 hex digits")]
+pub struct ConnectionIdError(pub String);
+
+impl ConnectionId {
+    pub fn new_random() -> Self {
+        Self(format!("conn_{}", uuid::Uuid::new_v4().simple()))
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, ConnectionIdError> {
+        let raw = raw.trim();
+        match raw.strip_prefix("conn_") {
+            Some(hex)
+                if hex.len() == 32
+                    && hex
+                        .bytes()
+                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) =>
+            {
+                Ok(Self(raw.to_owned()))
+            }
+            _ => Err(ConnectionIdError(raw.to_owned())),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ConnectionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for ConnectionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ConnectionId({})", self.0)
+    }
+}
+
+impl std::str::FromStr for ConnectionId {
+    type Err = ConnectionIdError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+impl TryFrom<String> for ConnectionId {
+    type Error = ConnectionIdError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::parse(&s)
+    }
+}
+
+impl From<ConnectionId> for String {
+    fn from(id: ConnectionId) -> String {
+        id.0
+    }
+}
+
+/// The name of the channel whose data points a connection feeds.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ChannelName(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid channel name {0:?}: 1 to 100 printable characters")]
+pub struct ChannelNameError(pub String);
+
+impl ChannelName {
+    pub fn parse(raw: &str) -> Result<Self, ChannelNameError> {
+        let s = raw.trim();
+        if s.is_empty() || s.chars().count() > 100 || s.chars().any(char::is_control) {
+            return Err(ChannelNameError(raw.to_owned()));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ChannelName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for ChannelName {
+    type Error = ChannelNameError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::parse(&s)
+    }
+}
+
+impl From<ChannelName> for String {
+    fn from(c: ChannelName) -> String {
+        c.0
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionState {
+    /// Synced on every scheduler tick.
+    Active,
+    /// Stopped by the user; data already imported stays.
+    Disconnected,
+    /// Salesforce refused the refresh token (`invalid_grant`): the user must authorize again.
+    NeedsReauth,
+}
+
+impl ConnectionState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Disconnected => "disconnected",
+            Self::NeedsReauth => "needs_reauth",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "active" => Some(Self::Active),
+            "disconnected" => Some(Self::Disconnected),
+            "needs_reauth" => Some(Self::NeedsReauth),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ConnectionState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A Case that could not be turned into a data point. It stays recorded on its connection and is
+/// fetched again on a later run until it maps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaseFailure {
+    pub case_id: CaseId,
+    pub error: String,
+    pub first_seen: DateTime<Utc>,
+    pub attempts: u32,
+}
+
+/// At most this many failures are kept per connection; older ones are dropped first.
+pub const MAX_RECORDED_FAILURES: usize = 200;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Connection {
+    pub id: ConnectionId,
+    pub channel: ChannelName,
+    pub login_url: LoginUrl,
+    pub instance_url: InstanceUrl,
+    pub api_version: ApiVersion,
+    pub scope: QueueScope,
+    pub backfill: BackfillWindow,
+    pub state: ConnectionState,
+    pub cursor: Cursor,
+    pub created_at: DateTime<Utc>,
+    /// Why the connection is not active, in words a user can act on.
+    #[serde(default)]
+    pub state_reason: Option<String>,
+    /// When the lookback overlap was last swept (see `SyncConfig::lookback`).
+    #[serde(default)]
+    pub last_lookback_at: Option<DateTime<Utc>>,
+    /// The last completed sync run.
+    #[serde(default)]
+    pub last_run: Option<SyncReport>,
+    /// Cases that could not be mapped, retried on later runs.
+    #[serde(default)]
+    pub failures: Vec<CaseFailure>,
+}
+
+impl Connection {
+    /// A new, active connection whose cursor starts at the beginning of its backfill window.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: ConnectionId,
+        channel: ChannelName,
+        login_url: LoginUrl,
+        instance_url: InstanceUrl,
+        api_version: ApiVersion,
+        scope: QueueScope,
+        backfill: BackfillWindow,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id,
+            channel,
+            login_url,
+            instance_url,
+            api_version,
+            scope,
+            backfill,
+            state: ConnectionState::Active,
+            cursor: Cursor::backfill_start(backfill, now),
+            created_at: now,
+            state_reason: None,
+            last_lookback_at: None,
+            last_run: None,
+            failures: Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_ids_parse() {
+        let id = ConnectionId::new_random();
+        assert_eq!(ConnectionId::parse(id.as_str()).unwrap(), id);
+        for bad in ["", "conn_", "conn_XYZ", "x_6f1d0c1e8a2b4b0e9d3f5a7c1b2e4d6f", "conn_6f1d0c1e8a2b4b0e9d3f5a7c1b2e4d6F"] {
+            assert!(ConnectionId::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn channel_names_are_bounded_and_printable() {
+        assert_eq!(ChannelName::parse(" Support ").unwrap().as_str(), "Support");
+        assert!(ChannelName::parse("").is_err());
+        assert!(ChannelName::parse("a\nb").is_err());
+        assert!(ChannelName::parse(&"x".repeat(101)).is_err());
+    }
+}

@@ -1,0 +1,16 @@
+//! Domain types. Each can only be built by parsing, so an invalid value cannot exist past the
+//! edge where input arrives.
+
+pub mod connection;
+pub mod cursor;
+pub mod ids;
+pub mod settings;
+pub mod urls;
+
+pub use connection::{
+    CaseFailure, ChannelName, Connection, ConnectionId, ConnectionState, MAX_RECORDED_FAILURES,
+};
+pub use cursor::Cursor;
+pub use ids::{CaseId, IdError, QueueId};
+pub use settings::{ApiVersion, BackfillWindow, QueueScope, QueueScopeError};
+pub use urls::{InstanceUrl, LoginUrl, UrlError};

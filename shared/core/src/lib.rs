@@ -1,0 +1,27 @@
+//! casesync core: imports closed Salesforce Cases with their email threads as data points.
+//!
+//! Follow one Case through the files: `salesforce::soql` builds the query, `salesforce::client`
+//! fetches pages (and truncated email lists), `mapping` turns a Case record into a
+//! [`data_point::DataPoint`], and `sync` writes pages through the [`ports`] and advances the
+//! [`domain::Cursor`]. Nothing here knows about Lambda, SQLite or AWS: adapters implement the
+//! ports in `casesync-local` and `casesync-aws`.
+
+pub mod data_point;
+pub mod domain;
+pub mod memory;
+pub mod ports;
+pub mod sync;
+
+/// Serde for a `SecretString` that must be stored (never logged): a plain string on the wire.
+pub mod secret_serde {
+    use secrecy::{ExposeSecret, SecretString};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(s: &SecretString, ser: S) -> Result<S::Ok, S::Error> {
+        ser.serialize_str(s.expose_secret())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SecretString, D::Error> {
+        String::deserialize(d).map(SecretString::from)
+    }
+}

@@ -1,0 +1,396 @@
+//! In-memory adapters for every port, for unit tests of the core.
+//!
+//! They keep the semantics the real adapters promise (conditional cursor commits, upserts that
+//! never rewrite unchanged points nor overwrite newer ones, single-use auth states) and can
+//! simulate a crash: after `crash_after_writes(n)`, the n+1-th write and every later one fails
+//! as if the process had died, until `heal()`.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use anyhow::anyhow;
+use async_trait::async_trait;
+use chrono::{DateTime, TimeDelta, Utc};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::data_point::{DataPoint, Supersedes};
+use crate::domain::{
+    BackfillWindow, CaseId, Connection, ConnectionId, ConnectionState, Cursor, InstanceUrl,
+    QueueScope,
+};
+use crate::ports::*;
+
+#[derive(Default)]
+struct Inner {
+    connections: BTreeMap<ConnectionId, Connection>,
+    leases: HashMap<ConnectionId, (String, DateTime<Utc>)>,
+    secrets: HashMap<ConnectionId, String>,
+    points: BTreeMap<(ConnectionId, CaseId), (DataPoint, String)>,
+    auth_states: HashMap<String, PendingAuthorization>,
+    queue: VecDeque<WorkItem>,
+    /// Writes that may still succeed before the simulated crash; `None` = no crash planned.
+    writes_left: Option<u64>,
+}
+
+/// Every port in one in-memory store.
+#[derive(Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+    /// Data point writes that reached the store, one per point (created or updated).
+    pub point_writes: AtomicU64,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic in another test thread must not hide this store's contents.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// After `n` more successful writes, every write fails until [`MemoryStore::heal`].
+    pub fn crash_after_writes(&self, n: u64) {
+        self.lock().writes_left = Some(n);
+    }
+
+    pub fn heal(&self) {
+        self.lock().writes_left = None;
+    }
+
+    /// Takes one write from the crash budget, or fails as a crashed process would.
+    fn write_permit(inner: &mut Inner) -> StoreResult<()> {
+        match &mut inner.writes_left {
+            None => Ok(()),
+            Some(0) => Err(StoreError::Unexpected(anyhow!("simulated crash"))),
+            Some(n) => {
+                *n -= 1;
+                Ok(())
+            }
+        }
+    }
+
+    pub fn all_data_points(&self) -> Vec<DataPoint> {
+        self.lock().points.values().map(|(p, _)| p.clone()).collect()
+    }
+
+    pub fn drain_queue(&self) -> Vec<WorkItem> {
+        self.lock().queue.drain(..).collect()
+    }
+
+    fn with_connection<T>(
+        &self,
+        id: &ConnectionId,
+        f: impl FnOnce(&mut Connection) -> StoreResult<T>,
+    ) -> StoreResult<T> {
+        let mut inner = self.lock();
+        Self::write_permit(&mut inner)?;
+        let c = inner
+            .connections
+            .get_mut(id)
+            .ok_or_else(|| StoreError::ConnectionNotFound(id.clone()))?;
+        f(c)
+    }
+}
+
+#[async_trait]
+impl ConnectionReader for MemoryStore {
+    async fn get_connection(&self, id: &ConnectionId) -> StoreResult<Option<Connection>> {
+        Ok(self.lock().connections.get(id).cloned())
+    }
+
+    async fn list_connections(&self) -> StoreResult<Vec<Connection>> {
+        Ok(self.lock().connections.values().cloned().collect())
+    }
+}
+
+#[async_trait]
+impl ConnectionWriter for MemoryStore {
+    async fn insert_connection(&self, connection: &Connection) -> StoreResult<()> {
+        let mut inner = self.lock();
+        Self::write_permit(&mut inner)?;
+        if inner.connections.contains_key(&connection.id) {
+            return Err(StoreError::Conflict(format!(
+                "connection {} exists",
+                connection.id
+            )));
+        }
+        inner
+            .connections
+            .insert(connection.id.clone(), connection.clone());
+        Ok(())
+    }
+
+    async fn update_settings(
+        &self,
+        id: &ConnectionId,
+        scope: &QueueScope,
+        backfill: BackfillWindow,
+        cursor: &Cursor,
+    ) -> StoreResult<()> {
+        self.with_connection(id, |c| {
+            c.scope = scope.clone();
+            c.backfill = backfill;
+            c.cursor = cursor.clone();
+            c.last_lookback_at = None;
+            Ok(())
+        })
+    }
+
+    async fn set_state(
+        &self,
+        id: &ConnectionId,
+        state: ConnectionState,
+        reason: Option<&str>,
+    ) -> StoreResult<()> {
+        self.with_connection(id, |c| {
+            c.state = state;
+            c.state_reason = reason.map(str::to_owned);
+            Ok(())
+        })
+    }
+
+    async fn reauthorized(&self, id: &ConnectionId, instance_url: &InstanceUrl) -> StoreResult<()> {
+        self.with_connection(id, |c| {
+            c.state = ConnectionState::Active;
+            c.state_reason = None;
+            c.instance_url = instance_url.clone();
+            Ok(())
+        })
+    }
+
+    async fn delete_connection(&self, id: &ConnectionId) -> StoreResult<()> {
+        let mut inner = self.lock();
+        Self::write_permit(&mut inner)?;
+        inner.connections.remove(id);
+        inner.leases.remove(id);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl CursorStore for MemoryStore {
+    async fn commit_cursor(
+        &self,
+        id: &ConnectionId,
+        expected: &Cursor,
+        next: &Cursor,
+    ) -> StoreResult<()> {
+        self.with_connection(id, |c| {
+            if &c.cursor != expected || next < expected {
+                return Err(StoreError::Conflict(format!(
+                    "cursor of {id} is {}, expected {expected}",
+                    c.cursor
+                )));
+            }
+            c.cursor = next.clone();
+            Ok(())
+        })
+    }
+}
+
+#[async_trait]
+impl RunRecorder for MemoryStore {
+    async fn record_run(&self, id: &ConnectionId, run: &RunRecord) -> StoreResult<()> {
+        self.with_connection(id, |c| {
+            c.last_run = Some(run.report.clone());
+            c.failures = run.failures.clone();
+            if let Some(at) = run.lookback_swept_at {
+                c.last_lookback_at = Some(at);
+            }
+            Ok(())
+        })
+    }
+}
+
+#[async_trait]
+impl LeaseStore for MemoryStore {
+    async fn try_acquire_lease(
+        &self,
+        id: &ConnectionId,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let mut inner = self.lock();
+        Self::write_permit(&mut inner)?;
+        match inner.leases.get(id) {
+            Some((h, exp)) if h != holder && *exp > now => Ok(false),
+            _ => {
+                inner.leases.insert(id.clone(), (holder.to_owned(), until));
+                Ok(true)
+            }
+        }
+    }
+
+    async fn release_lease(&self, id: &ConnectionId, holder: &str) -> StoreResult<()> {
+        let mut inner = self.lock();
+        if inner.leases.get(id).is_some_and(|(h, _)| h == holder) {
+            inner.leases.remove(id);
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl SecretStore for MemoryStore {
+    async fn get_refresh_token(&self, id: &ConnectionId) -> StoreResult<Option<SecretString>> {
+        Ok(self
+            .lock()
+            .secrets
+            .get(id)
+            .map(|s| SecretString::from(s.clone())))
+    }
+
+    async fn put_refresh_token(&self, id: &ConnectionId, token: &SecretString) -> StoreResult<()> {
+        let mut inner = self.lock();
+        Self::write_permit(&mut inner)?;
+        inner
+            .secrets
+            .insert(id.clone(), token.expose_secret().to_owned());
+        Ok(())
+    }
+
+    async fn delete_refresh_token(&self, id: &ConnectionId) -> StoreResult<()> {
+        let mut inner = self.lock();
+        Self::write_permit(&mut inner)?;
+        inner.secrets.remove(id);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl DataPointWriter for MemoryStore {
+    async fn upsert_data_points(&self, points: &[DataPoint]) -> StoreResult<UpsertCounts> {
+        let mut inner = self.lock();
+        // One batch is one write: it lands whole or not at all, as a transaction would.
+        Self::write_permit(&mut inner)?;
+        let mut counts = UpsertCounts::default();
+        for p in points {
+            let key = (p.connection_id.clone(), p.case_id.clone());
+            let hash = p.content_hash();
+            match inner.points.get(&key) {
+                None => counts.created += 1,
+                Some((stored, stored_hash)) => {
+                    match p.supersedes(stored.system_modstamp, stored_hash) {
+                        Supersedes::Update => counts.updated += 1,
+                        Supersedes::Unchanged => {
+                            counts.unchanged += 1;
+                            continue;
+                        }
+                        Supersedes::Stale => {
+                            counts.stale += 1;
+                            continue;
+                        }
+                    }
+                }
+            }
+            self.point_writes.fetch_add(1, Ordering::Relaxed);
+            inner.points.insert(key, (p.clone(), hash));
+        }
+        Ok(counts)
+    }
+}
+
+#[async_trait]
+impl DataPointReader for MemoryStore {
+    async fn get_data_point(
+        &self,
+        connection: &ConnectionId,
+        case: &CaseId,
+    ) -> StoreResult<Option<DataPoint>> {
+        Ok(self
+            .lock()
+            .points
+            .get(&(connection.clone(), case.clone()))
+            .map(|(p, _)| p.clone()))
+    }
+
+    async fn count_data_points(&self, connection: &ConnectionId) -> StoreResult<u64> {
+        Ok(self
+            .lock()
+            .points
+            .keys()
+            .filter(|(c, _)| c == connection)
+            .count() as u64)
+    }
+
+    async fn list_data_points(
+        &self,
+        connection: &ConnectionId,
+        after: Option<&CaseId>,
+        limit: usize,
+    ) -> StoreResult<Vec<DataPoint>> {
+        Ok(self
+            .lock()
+            .points
+            .iter()
+            .filter(|((c, case), _)| c == connection && after.is_none_or(|a| case > a))
+            .take(limit)
+            .map(|(_, (p, _))| p.clone())
+            .collect())
+    }
+}
+
+#[async_trait]
+impl DataPointDeleter for MemoryStore {
+    async fn delete_data_points(&self, connection: &ConnectionId) -> StoreResult<u64> {
+        let mut inner = self.lock();
+        Self::write_permit(&mut inner)?;
+        let before = inner.points.len();
+        inner.points.retain(|(c, _), _| c != connection);
+        Ok((before - inner.points.len()) as u64)
+    }
+}
+
+#[async_trait]
+impl WorkQueue for MemoryStore {
+    async fn enqueue(&self, items: &[WorkItem]) -> StoreResult<()> {
+        let mut inner = self.lock();
+        Self::write_permit(&mut inner)?;
+        inner.queue.extend(items.iter().cloned());
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl AuthStateStore for MemoryStore {
+    async fn put_auth_state(&self, pending: &PendingAuthorization) -> StoreResult<()> {
+        let mut inner = self.lock();
+        Self::write_permit(&mut inner)?;
+        inner
+            .auth_states
+            .insert(pending.state.clone(), pending.clone());
+        Ok(())
+    }
+
+    async fn take_auth_state(&self, state: &str) -> StoreResult<Option<PendingAuthorization>> {
+        Ok(self.lock().auth_states.remove(state))
+    }
+}
+
+/// A clock that only moves when told to.
+#[derive(Debug)]
+pub struct ManualClock(AtomicI64);
+
+impl ManualClock {
+    pub fn new(at: DateTime<Utc>) -> Self {
+        Self(AtomicI64::new(at.timestamp_millis()))
+    }
+
+    pub fn set(&self, at: DateTime<Utc>) {
+        self.0.store(at.timestamp_millis(), Ordering::SeqCst);
+    }
+
+    pub fn advance(&self, by: TimeDelta) {
+        self.0.fetch_add(by.num_milliseconds(), Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(self.0.load(Ordering::SeqCst)).unwrap_or_default()
+    }
+}

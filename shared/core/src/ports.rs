@@ -1,0 +1,275 @@
+//! Ports: the small capabilities the core needs from the outside world, one trait per store
+//! operation group, so a handler asks only for what it uses. Adapters live beside the core:
+//! in memory (`crate::memory`, for unit tests), SQLite and files (`casesync-local`), and AWS
+//! (`casesync-aws`).
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+use crate::data_point::DataPoint;
+use crate::domain::{
+    ApiVersion, BackfillWindow, CaseFailure, CaseId, ChannelName, Connection, ConnectionId,
+    ConnectionState, Cursor, InstanceUrl, LoginUrl, QueueScope,
+};
+use crate::sync::SyncReport;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("connection {0} not found")]
+    ConnectionNotFound(ConnectionId),
+    /// A conditional write lost: another writer got there first, or the write would move
+    /// something backwards. The caller must not assume its write happened.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// Throttled or unreachable; trying again later may succeed.
+    #[error("store temporarily unavailable: {0:#}")]
+    Unavailable(anyhow::Error),
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl StoreError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[async_trait]
+pub trait ConnectionReader: Send + Sync {
+    async fn get_connection(&self, id: &ConnectionId) -> StoreResult<Option<Connection>>;
+    /// Every connection, ordered by id.
+    async fn list_connections(&self) -> StoreResult<Vec<Connection>>;
+}
+
+#[async_trait]
+pub trait ConnectionWriter: Send + Sync {
+    /// Stores a new connection; `Conflict` if its id exists.
+    async fn insert_connection(&self, connection: &Connection) -> StoreResult<()>;
+    /// Changes queues and backfill. The cursor restarts at `cursor` (the new window's start) and
+    /// the lookback clock resets, so Cases newly in scope are imported.
+    async fn update_settings(
+        &self,
+        id: &ConnectionId,
+        scope: &QueueScope,
+        backfill: BackfillWindow,
+        cursor: &Cursor,
+    ) -> StoreResult<()>;
+    async fn set_state(
+        &self,
+        id: &ConnectionId,
+        state: ConnectionState,
+        reason: Option<&str>,
+    ) -> StoreResult<()>;
+    /// After the user authorized again: active, no reason, the (possibly new) instance URL.
+    /// The cursor is kept, so the sync resumes where it stopped.
+    async fn reauthorized(&self, id: &ConnectionId, instance_url: &InstanceUrl) -> StoreResult<()>;
+    async fn delete_connection(&self, id: &ConnectionId) -> StoreResult<()>;
+}
+
+#[async_trait]
+pub trait CursorStore: Send + Sync {
+    /// Moves the cursor from `expected` to `next`. Fails with `Conflict`, changing nothing, when
+    /// the stored cursor is not `expected` (another worker or a reconfiguration moved it) or
+    /// when `next < expected`: a cursor never moves backwards.
+    async fn commit_cursor(
+        &self,
+        id: &ConnectionId,
+        expected: &Cursor,
+        next: &Cursor,
+    ) -> StoreResult<()>;
+}
+
+/// What a finished run leaves on its connection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub report: SyncReport,
+    /// The complete set of Cases still failing to map (replaces the stored set).
+    pub failures: Vec<CaseFailure>,
+    /// Set when this run swept the lookback overlap.
+    pub lookback_swept_at: Option<DateTime<Utc>>,
+}
+
+#[async_trait]
+pub trait RunRecorder: Send + Sync {
+    /// Records a finished run; leaves state and cursor alone.
+    async fn record_run(&self, id: &ConnectionId, run: &RunRecord) -> StoreResult<()>;
+}
+
+/// Keeps two workers (two Lambda invocations, two CLI processes) off one connection at a time.
+#[async_trait]
+pub trait LeaseStore: Send + Sync {
+    /// Takes the connection's sync lease for `holder` until `until`, unless someone else holds
+    /// an unexpired one. `Ok(false)` when it is taken.
+    async fn try_acquire_lease(
+        &self,
+        id: &ConnectionId,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+    /// Gives the lease back if `holder` still has it.
+    async fn release_lease(&self, id: &ConnectionId, holder: &str) -> StoreResult<()>;
+}
+
+/// Refresh tokens. They live only here: never in the connection store, a log or an error.
+#[async_trait]
+pub trait SecretStore: Send + Sync {
+    async fn get_refresh_token(&self, id: &ConnectionId) -> StoreResult<Option<SecretString>>;
+    async fn put_refresh_token(&self, id: &ConnectionId, token: &SecretString) -> StoreResult<()>;
+    async fn delete_refresh_token(&self, id: &ConnectionId) -> StoreResult<()>;
+}
+
+/// What an upsert did with each data point it was given.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpsertCounts {
+    pub created: u64,
+    pub updated: u64,
+    /// Same content as stored: not rewritten.
+    pub unchanged: u64,
+    /// Older than what is stored (a racing worker wrote a newer version): not written.
+    pub stale: u64,
+}
+
+impl std::ops::AddAssign for UpsertCounts {
+    fn add_assign(&mut self, o: Self) {
+        self.created += o.created;
+        self.updated += o.updated;
+        self.unchanged += o.unchanged;
+        self.stale += o.stale;
+    }
+}
+
+#[async_trait]
+pub trait DataPointWriter: Send + Sync {
+    /// Upserts keyed by (connection, Case id), following [`DataPoint::supersedes`]: new points
+    /// are created, newer or changed ones replace the stored point, unchanged and older ones are
+    /// left alone. Durable when it returns `Ok`.
+    async fn upsert_data_points(&self, points: &[DataPoint]) -> StoreResult<UpsertCounts>;
+}
+
+#[async_trait]
+pub trait DataPointReader: Send + Sync {
+    async fn get_data_point(
+        &self,
+        connection: &ConnectionId,
+        case: &CaseId,
+    ) -> StoreResult<Option<DataPoint>>;
+    async fn count_data_points(&self, connection: &ConnectionId) -> StoreResult<u64>;
+    /// Up to `limit` data points of a connection with a Case id greater than `after`, ordered by
+    /// Case id.
+    async fn list_data_points(
+        &self,
+        connection: &ConnectionId,
+        after: Option<&CaseId>,
+        limit: usize,
+    ) -> StoreResult<Vec<DataPoint>>;
+}
+
+#[async_trait]
+pub trait DataPointDeleter: Send + Sync {
+    /// Deletes every data point of a connection; returns how many there were.
+    async fn delete_data_points(&self, connection: &ConnectionId) -> StoreResult<u64>;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkKind {
+    /// Sent by the scheduler.
+    Tick,
+    /// Sent by a worker whose run stopped with work left.
+    Continuation,
+}
+
+/// One unit of work: "sync this connection".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkItem {
+    pub connection_id: ConnectionId,
+    pub kind: WorkKind,
+    pub enqueued_at: DateTime<Utc>,
+}
+
+#[async_trait]
+pub trait WorkQueue: Send + Sync {
+    async fn enqueue(&self, items: &[WorkItem]) -> StoreResult<()>;
+}
+
+/// An OAuth flow that was started and awaits its callback.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct PendingAuthorization {
+    /// The `state` parameter: random, single-use.
+    pub state: String,
+    /// The PKCE code verifier; only its S256 challenge left this system. Serialised (for the
+    /// short-lived auth state store) but never printed.
+    #[serde(with = "crate::secret_serde")]
+    pub verifier: SecretString,
+    pub channel: ChannelName,
+    pub login_url: LoginUrl,
+    pub redirect_uri: String,
+    pub scope: QueueScope,
+    pub backfill: BackfillWindow,
+    pub api_version: ApiVersion,
+    /// Set when the flow re-authorizes an existing connection.
+    #[serde(default)]
+    pub reauthorize: Option<ConnectionId>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for PendingAuthorization {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingAuthorization")
+            .field("state", &"[REDACTED]")
+            .field("verifier", &"[REDACTED]")
+            .field("channel", &self.channel)
+            .field("login_url", &self.login_url)
+            .field("redirect_uri", &self.redirect_uri)
+            .field("scope", &self.scope)
+            .field("backfill", &self.backfill)
+            .field("api_version", &self.api_version)
+            .field("reauthorize", &self.reauthorize)
+            .field("created_at", &self.created_at)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+#[async_trait]
+pub trait AuthStateStore: Send + Sync {
+    async fn put_auth_state(&self, pending: &PendingAuthorization) -> StoreResult<()>;
+    /// Removes and returns the pending flow for `state`, atomically: a second `take` of the same
+    /// state returns `None`. Expiry is the caller's to check.
+    async fn take_auth_state(&self, state: &str) -> StoreResult<Option<PendingAuthorization>>;
+}
+
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// The connection store as the sync engine and the handlers see it: read, write, cursor, runs.
+pub trait ConnectionStore:
+    ConnectionReader + ConnectionWriter + CursorStore + RunRecorder + LeaseStore
+{
+}
+
+impl<T> ConnectionStore for T where
+    T: ConnectionReader + ConnectionWriter + CursorStore + RunRecorder + LeaseStore
+{
+}
+
+/// The data point store as a whole.
+pub trait DataPointStore: DataPointReader + DataPointWriter + DataPointDeleter {}
+
+impl<T> DataPointStore for T where T: DataPointReader + DataPointWriter + DataPointDeleter {}
