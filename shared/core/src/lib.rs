@@ -10,6 +10,7 @@ pub mod data_point;
 pub mod domain;
 pub mod memory;
 pub mod ports;
+pub mod salesforce;
 pub mod sync;
 
 /// Serde for a `SecretString` that must be stored (never logged): a plain string on the wire.
