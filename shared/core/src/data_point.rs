@@ -207,7 +207,10 @@ mod tests {
     fn only_newer_or_different_content_supersedes() {
         let p = sample();
         let hash = p.content_hash();
-        assert_eq!(p.supersedes(p.system_modstamp, &hash), Supersedes::Unchanged);
+        assert_eq!(
+            p.supersedes(p.system_modstamp, &hash),
+            Supersedes::Unchanged
+        );
         assert_eq!(p.supersedes(p.system_modstamp, "other"), Supersedes::Update);
         let later = p.system_modstamp + chrono::TimeDelta::seconds(1);
         assert_eq!(p.supersedes(later, "other"), Supersedes::Stale);

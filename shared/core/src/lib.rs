@@ -8,6 +8,7 @@
 
 pub mod data_point;
 pub mod domain;
+pub mod mapping;
 pub mod memory;
 pub mod ports;
 pub mod salesforce;

@@ -73,7 +73,11 @@ impl MemoryStore {
     }
 
     pub fn all_data_points(&self) -> Vec<DataPoint> {
-        self.lock().points.values().map(|(p, _)| p.clone()).collect()
+        self.lock()
+            .points
+            .values()
+            .map(|(p, _)| p.clone())
+            .collect()
     }
 
     pub fn drain_queue(&self) -> Vec<WorkItem> {

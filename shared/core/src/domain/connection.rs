@@ -234,7 +234,13 @@ mod tests {
     fn connection_ids_parse() {
         let id = ConnectionId::new_random();
         assert_eq!(ConnectionId::parse(id.as_str()).unwrap(), id);
-        for bad in ["", "conn_", "conn_XYZ", "x_6f1d0c1e8a2b4b0e9d3f5a7c1b2e4d6f", "conn_6f1d0c1e8a2b4b0e9d3f5a7c1b2e4d6F"] {
+        for bad in [
+            "",
+            "conn_",
+            "conn_XYZ",
+            "x_6f1d0c1e8a2b4b0e9d3f5a7c1b2e4d6f",
+            "conn_6f1d0c1e8a2b4b0e9d3f5a7c1b2e4d6F",
+        ] {
             assert!(ConnectionId::parse(bad).is_err(), "{bad}");
         }
     }

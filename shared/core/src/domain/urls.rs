@@ -21,7 +21,9 @@ pub enum UrlError {
          or https://<MyDomain>.my.salesforce.com (plain http only for 127.0.0.1, localhost or [::1])"
     )]
     NotSalesforce { what: &'static str, raw: String },
-    #[error("{what} {raw:?} must be just scheme and host, without a path, query, fragment or user info")]
+    #[error(
+        "{what} {raw:?} must be just scheme and host, without a path, query, fragment or user info"
+    )]
     NotAnOrigin { what: &'static str, raw: String },
 }
 

@@ -93,8 +93,10 @@ impl OrgApi {
     }
 
     fn data_url(&self, rest: &str) -> String {
-        self.instance
-            .join(&format!("/services/data/{}{rest}", self.version.path_segment()))
+        self.instance.join(&format!(
+            "/services/data/{}{rest}",
+            self.version.path_segment()
+        ))
     }
 
     /// The first page of a query. `batch_size` goes in `Sforce-Query-Options`; Salesforce
@@ -105,9 +107,7 @@ impl OrgApi {
         batch_size: Option<u32>,
     ) -> Result<(QueryPage<T>, Vec<RecordDecodeError>), SalesforceError> {
         let url = self.data_url("/query");
-        let body = self
-            .get(&url, Some(soql.as_str()), batch_size)
-            .await?;
+        let body = self.get(&url, Some(soql.as_str()), batch_size).await?;
         decode_page(&body).map_err(|e| SalesforceError::Decode(format!("query page: {e}")))
     }
 
@@ -270,31 +270,54 @@ mod tests {
     fn error_bodies_are_classified_by_what_to_do() {
         let e = |s, b: &str| classify(s, b.as_bytes());
         assert!(matches!(
-            e(401, r#"[{"message":"Session expired or invalid","errorCode":"INVALID_SESSION_ID"}]"#),
+            e(
+                401,
+                r#"[{"message":"Session expired or invalid","errorCode":"INVALID_SESSION_ID"}]"#
+            ),
             SalesforceError::InvalidSession { .. }
         ));
         assert!(matches!(
-            e(401, r#"[{"message":"This session is not valid for use with the REST API","errorCode":"INVALID_SESSION_ID"}]"#),
+            e(
+                401,
+                r#"[{"message":"This session is not valid for use with the REST API","errorCode":"INVALID_SESSION_ID"}]"#
+            ),
             SalesforceError::SessionNotValidForRest { .. }
         ));
-        let daily = e(403, r#"[{"message":"TotalRequests Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]"#);
+        let daily = e(
+            403,
+            r#"[{"message":"TotalRequests Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]"#,
+        );
         assert!(daily.is_rate_limited() && !daily.is_transient());
-        let conc = e(403, r#"[{"message":"ConcurrentPerOrgLongTxn Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]"#);
+        let conc = e(
+            403,
+            r#"[{"message":"ConcurrentPerOrgLongTxn Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]"#,
+        );
         assert!(conc.is_transient() && !conc.is_rate_limited());
         assert!(e(503, r#"[{"message":"x","errorCode":"SERVER_UNAVAILABLE"}]"#).is_transient());
         assert!(e(500, r#"[{"message":"x","errorCode":"UNKNOWN_EXCEPTION"}]"#).is_transient());
         let html = e(502, "<html><body><h1>502 Bad Gateway</h1></body></html>");
-        assert!(matches!(&html, SalesforceError::Http { status: 502, summary } if summary == "502 Bad Gateway"));
+        assert!(
+            matches!(&html, SalesforceError::Http { status: 502, summary } if summary == "502 Bad Gateway")
+        );
         assert!(html.is_transient());
-        let uri = e(414, "<h1>Bad Message 414</h1><pre>reason: URI Too Long</pre>");
+        let uri = e(
+            414,
+            "<h1>Bad Message 414</h1><pre>reason: URI Too Long</pre>",
+        );
         assert!(matches!(uri, SalesforceError::Http { status: 414, .. }) && !uri.is_transient());
         assert!(e(420, "<html>edge</html>").is_transient());
         assert!(matches!(
-            e(400, r#"[{"message":"invalid query locator","errorCode":"INVALID_QUERY_LOCATOR"}]"#),
+            e(
+                400,
+                r#"[{"message":"invalid query locator","errorCode":"INVALID_QUERY_LOCATOR"}]"#
+            ),
             SalesforceError::InvalidQueryLocator { .. }
         ));
         assert!(matches!(
-            e(400, r#"[{"message":"Your query request was running for too long.","errorCode":"QUERY_TIMEOUT"}]"#),
+            e(
+                400,
+                r#"[{"message":"Your query request was running for too long.","errorCode":"QUERY_TIMEOUT"}]"#
+            ),
             SalesforceError::QueryTimeout { .. }
         ));
         assert!(matches!(

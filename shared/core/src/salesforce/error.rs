@@ -16,7 +16,9 @@ pub enum SalesforceError {
     SessionNotValidForRest { message: String },
     /// 403 REQUEST_LIMIT_EXCEEDED (TotalRequests): the org's rolling 24-hour allotment is spent.
     /// Retrying only burns quota other integrations need: stop and resume on a later tick.
-    #[error("Salesforce's daily API request limit is exhausted ({message}); syncing resumes on a later run")]
+    #[error(
+        "Salesforce's daily API request limit is exhausted ({message}); syncing resumes on a later run"
+    )]
     DailyLimitExceeded { message: String },
     /// 403 REQUEST_LIMIT_EXCEEDED (ConcurrentPerOrgLongTxn): too many long requests right now.
     #[error("Salesforce refused the request for now: {message}")]

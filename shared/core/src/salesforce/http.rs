@@ -117,10 +117,24 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
+/// All of a body's text with tags stripped and whitespace collapsed (no length limit).
+pub(crate) fn summarize_body_full(body: &[u8]) -> String {
+    strip_tags(body, usize::MAX)
+}
+
 /// A readable one-line summary of an error body that is not JSON (Salesforce's edge answers
 /// 414, 431, 420 and 502 with HTML): tags stripped, whitespace collapsed, 200 characters at most.
 pub(crate) fn summarize_body(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&body[..body.len().min(16 * 1024)]);
+    let out = strip_tags(&body[..body.len().min(16 * 1024)], 200);
+    if out.is_empty() {
+        "(empty body)".to_owned()
+    } else {
+        out
+    }
+}
+
+fn strip_tags(body: &[u8], max_chars: usize) -> String {
+    let text = String::from_utf8_lossy(body);
     let mut out = String::new();
     let mut in_tag = false;
     let mut last_space = true;
@@ -147,16 +161,11 @@ pub(crate) fn summarize_body(body: &[u8]) -> String {
                 last_space = false;
             }
         }
-        if out.chars().count() >= 200 {
+        if max_chars != usize::MAX && out.chars().count() >= max_chars {
             break;
         }
     }
-    let out = out.trim().to_owned();
-    if out.is_empty() {
-        "(empty body)".to_owned()
-    } else {
-        out
-    }
+    out.trim().to_owned()
 }
 
 #[cfg(test)]

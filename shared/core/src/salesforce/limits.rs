@@ -51,11 +51,19 @@ mod tests {
         let u = |used, allotment| Some(ApiUsage { used, allotment });
         assert_eq!(ApiUsage::parse("api-usage=10018/100000"), u(10018, 100000));
         assert_eq!(
-            ApiUsage::parse("api-usage=25/5000; per-app-api-usage=17/250(appName=sample-connected-app)"),
+            ApiUsage::parse(
+                "api-usage=25/5000; per-app-api-usage=17/250(appName=sample-connected-app)"
+            ),
             u(25, 5000)
         );
-        assert_eq!(ApiUsage::parse("api-usage=10018/100000; api-bursts=1/750"), u(10018, 100000));
-        assert_eq!(ApiUsage::parse("per-app-api-usage=17/250(appName=x); api-usage=3/9"), u(3, 9));
+        assert_eq!(
+            ApiUsage::parse("api-usage=10018/100000; api-bursts=1/750"),
+            u(10018, 100000)
+        );
+        assert_eq!(
+            ApiUsage::parse("per-app-api-usage=17/250(appName=x); api-usage=3/9"),
+            u(3, 9)
+        );
         assert_eq!(ApiUsage::parse("api-usage=1/0"), None);
         assert_eq!(ApiUsage::parse("garbage"), None);
         assert_eq!(ApiUsage::parse("per-app-api-usage=17/250(appName=x)"), None);

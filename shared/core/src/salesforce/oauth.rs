@@ -31,7 +31,10 @@ impl std::fmt::Debug for OAuthApp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OAuthApp")
             .field("client_id", &self.client_id)
-            .field("client_secret", &self.client_secret.as_ref().map(|_| "[REDACTED]"))
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "[REDACTED]"),
+            )
             .finish()
     }
 }
@@ -158,7 +161,11 @@ impl OAuthClient {
 
     /// Revokes a refresh token (and the access tokens issued from it). A token Salesforce no
     /// longer knows counts as revoked.
-    pub async fn revoke(&self, login: &LoginUrl, token: &SecretString) -> Result<(), SalesforceError> {
+    pub async fn revoke(
+        &self,
+        login: &LoginUrl,
+        token: &SecretString,
+    ) -> Result<(), SalesforceError> {
         let url = login.join("/services/oauth2/revoke");
         let form = [("token", token.expose_secret())];
         let response = self.send_form(&url, &form).await?;
@@ -342,7 +349,11 @@ mod tests {
             let d = Sha256::digest(input.as_bytes());
             let mut out = String::new();
             for chunk in d.chunks(3) {
-                let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+                let b = [
+                    chunk[0],
+                    *chunk.get(1).unwrap_or(&0),
+                    *chunk.get(2).unwrap_or(&0),
+                ];
                 let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
                 let chars = chunk.len() + 1;
                 for i in 0..chars {

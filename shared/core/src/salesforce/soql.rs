@@ -100,7 +100,10 @@ pub fn cases(owner: &OwnerFilter, window: &Window) -> Soql {
         keyset(&window.after)
     );
     if let Some(floor) = window.floor {
-        q.push_str(&format!(" AND SystemModstamp > {}", datetime_literal(floor)));
+        q.push_str(&format!(
+            " AND SystemModstamp > {}",
+            datetime_literal(floor)
+        ));
     }
     q.push_str(&format!(
         " AND SystemModstamp <= {} ORDER BY SystemModstamp ASC, Id ASC",
@@ -237,10 +240,13 @@ mod tests {
             &OwnerFilter::Queues(vec![QueueId::parse("00Gxx000000ABCD").unwrap()]),
             &window,
         );
-        assert!(q.as_str().contains(
-            "OwnerId IN ('00Gxx000000ABCDEA4') AND SystemModstamp >= 2024-01-01T00:00:00Z \
+        assert!(
+            q.as_str().contains(
+                "OwnerId IN ('00Gxx000000ABCDEA4') AND SystemModstamp >= 2024-01-01T00:00:00Z \
              AND SystemModstamp > 2024-01-02T00:00:00Z AND SystemModstamp <= 2024-01-03T00:00:00Z"
-        ), "{q}");
+            ),
+            "{q}"
+        );
     }
 
     #[test]
@@ -263,7 +269,9 @@ mod tests {
         assert!(filters.len() > 1);
         let mut seen = 0;
         for f in &filters {
-            let OwnerFilter::Queues(chunk) = f else { panic!("specific scope") };
+            let OwnerFilter::Queues(chunk) = f else {
+                panic!("specific scope")
+            };
             seen += chunk.len();
             let window = Window {
                 after: Cursor::new(
@@ -277,12 +285,16 @@ mod tests {
             assert!(len <= MAX_URL_BYTES, "{len}");
         }
         assert_eq!(seen, 2_000);
-        assert_eq!(owner_filters(&QueueScope::All, base), vec![OwnerFilter::AnyQueue]);
+        assert_eq!(
+            owner_filters(&QueueScope::All, base),
+            vec![OwnerFilter::AnyQueue]
+        );
     }
 
     #[test]
     fn encoded_length_matches_form_encoding() {
-        let soql = "SELECT Id FROM Case WHERE SystemModstamp > 2024-01-01T00:00:00+00:00 AND Id = 'x'";
+        let soql =
+            "SELECT Id FROM Case WHERE SystemModstamp > 2024-01-01T00:00:00+00:00 AND Id = 'x'";
         let encoded = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("q", soql)
             .finish();
