@@ -1,5 +1,17 @@
 //! The sync engine: one connection, from its cursor forward, exactly once.
-//! (Engine body lands in the next commit; these are the types the ports share.)
+//!
+//! A run reads closed Cases in `(SystemModstamp, Id)` order after the cursor and never newer
+//! than now − lag; it writes each page as upserts keyed by (connection, Case) and only then
+//! commits the cursor, compare-and-swap, to the page's last position. A crash between the two
+//! re-reads that page on the next run, and the upsert absorbs it. Once an hour (by default) a
+//! run starts a little before the cursor to pick up Cases that became visible late with an
+//! older `SystemModstamp`; the cursor never moves backwards for it, and unchanged data points
+//! are not rewritten. See `engine` for the loop and `source` for paging.
+
+mod engine;
+mod source;
+
+pub use engine::{Progress, ProgressObserver, SyncEngine};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
@@ -21,6 +33,9 @@ pub enum SyncOutcome {
     NeedsReauth,
     /// The connection was disconnected (or deleted) before or during the run.
     Disconnected,
+    /// Another run holds this connection (a concurrent worker or process); this one did nothing
+    /// further.
+    Busy,
     /// Another error; the cursor holds the last durable position.
     Failed,
 }
@@ -33,6 +48,7 @@ impl SyncOutcome {
             Self::RateLimited => "rate_limited",
             Self::NeedsReauth => "needs_reauth",
             Self::Disconnected => "disconnected",
+            Self::Busy => "busy",
             Self::Failed => "failed",
         }
     }

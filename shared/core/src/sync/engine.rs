@@ -1,0 +1,635 @@
+//! The run loop.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use tokio::time::Instant;
+
+use super::source::{Batch, PageSource};
+use super::{SyncConfig, SyncCounts, SyncOutcome, SyncReport};
+use crate::data_point::DataPoint;
+use crate::domain::{
+    CaseFailure, CaseId, Connection, ConnectionId, ConnectionState, Cursor, MAX_RECORDED_FAILURES,
+};
+use crate::mapping::{MappingContext, map_case, position};
+use crate::ports::{
+    Clock, ConnectionStore, DataPointWriter, RunRecord, SecretStore, StoreError,
+};
+use crate::salesforce::soql::{self, OwnerFilter, Window};
+use crate::salesforce::{
+    OAuthClient, OrgApi, RefreshingTokens, RetryPolicy, SalesforceError, TokenCache,
+};
+
+/// How often an expired query locator may be replaced by a fresh query in one run.
+const MAX_QUERY_RESTARTS: u32 = 3;
+/// How many times a timed-out query's window may be halved before the run gives up.
+const MAX_WINDOW_HALVINGS: u32 = 12;
+/// Failed Cases retried per run.
+const FAILURE_RETRY_BATCH: usize = 200;
+
+/// What a run reports after each page, for progress bars and logs.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    pub connection_id: ConnectionId,
+    pub counts: SyncCounts,
+    /// The position reached (the last Case read).
+    pub position: Cursor,
+    /// The end of the range this run reads.
+    pub until: DateTime<Utc>,
+}
+
+pub trait ProgressObserver: Send + Sync {
+    fn on_page(&self, progress: &Progress);
+}
+
+/// Runs syncs. Built once per process with its stores and clients, shared by every run.
+pub struct SyncEngine {
+    connections: Arc<dyn ConnectionStore>,
+    points: Arc<dyn DataPointWriter>,
+    secrets: Arc<dyn SecretStore>,
+    clock: Arc<dyn Clock>,
+    http: reqwest::Client,
+    oauth: OAuthClient,
+    retry: RetryPolicy,
+    tokens: Arc<TokenCache>,
+    config: SyncConfig,
+}
+
+/// Why a run stopped, before it is turned into a report.
+enum Stop {
+    Done,
+    MoreWork,
+    Disconnected(String),
+    Busy(String),
+    RateLimited(String),
+    NeedsReauth(String),
+    Failed(String),
+}
+
+impl SyncEngine {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        connections: Arc<dyn ConnectionStore>,
+        points: Arc<dyn DataPointWriter>,
+        secrets: Arc<dyn SecretStore>,
+        clock: Arc<dyn Clock>,
+        http: reqwest::Client,
+        oauth: OAuthClient,
+        retry: RetryPolicy,
+        config: SyncConfig,
+    ) -> Self {
+        Self {
+            connections,
+            points,
+            secrets,
+            clock,
+            http,
+            oauth,
+            retry,
+            tokens: TokenCache::new(),
+            config,
+        }
+    }
+
+    pub fn config(&self) -> &SyncConfig {
+        &self.config
+    }
+
+    /// The process-wide access token cache (to forget a connection's token on disconnect).
+    pub fn token_cache(&self) -> &Arc<TokenCache> {
+        &self.tokens
+    }
+
+    /// Syncs one connection for at most `budget`. Store failures before anything was read
+    /// are returned as errors (the caller retries the work item); everything after is in the
+    /// report.
+    pub async fn sync(
+        &self,
+        id: &ConnectionId,
+        budget: Duration,
+        progress: Option<&dyn ProgressObserver>,
+    ) -> Result<SyncReport, StoreError> {
+        let deadline = Instant::now() + budget;
+        let started_at = self.clock.now();
+        let connection = self
+            .connections
+            .get_connection(id)
+            .await?
+            .ok_or_else(|| StoreError::ConnectionNotFound(id.clone()))?;
+        let idle = |outcome, error: Option<String>| SyncReport {
+            outcome,
+            counts: SyncCounts::default(),
+            cursor_before: connection.cursor.clone(),
+            cursor_after: connection.cursor.clone(),
+            started_at,
+            finished_at: started_at,
+            error,
+        };
+        match connection.state {
+            ConnectionState::Active => {}
+            ConnectionState::Disconnected => {
+                return Ok(idle(SyncOutcome::Disconnected, connection.state_reason.clone()));
+            }
+            ConnectionState::NeedsReauth => {
+                return Ok(idle(SyncOutcome::NeedsReauth, connection.state_reason.clone()));
+            }
+        }
+        let holder = uuid::Uuid::new_v4().to_string();
+        let lease_until = started_at
+            + TimeDelta::from_std(budget).unwrap_or(TimeDelta::hours(1))
+            + TimeDelta::minutes(2);
+        if !self
+            .connections
+            .try_acquire_lease(id, &holder, started_at, lease_until)
+            .await?
+        {
+            return Ok(idle(
+                SyncOutcome::Busy,
+                Some("another sync of this connection is running".into()),
+            ));
+        }
+        let run = Run::new(self, connection, started_at, deadline, progress);
+        let result = run.execute().await;
+        if let Err(e) = self.connections.release_lease(id, &holder).await {
+            tracing::warn!(connection = %id, error = %e, "could not release the sync lease; it expires by itself");
+        }
+        Ok(result)
+    }
+}
+
+/// One run's state.
+struct Run<'a> {
+    engine: &'a SyncEngine,
+    connection: Connection,
+    api: Arc<OrgApi>,
+    ctx: MappingContext,
+    started_at: DateTime<Utc>,
+    deadline: Instant,
+    progress: Option<&'a dyn ProgressObserver>,
+    /// The cursor as stored (what the next commit must expect).
+    committed: Cursor,
+    /// The last position read in this run (behind `committed` during a lookback sweep).
+    position: Cursor,
+    until: DateTime<Utc>,
+    counts: SyncCounts,
+    failures: BTreeMap<CaseId, CaseFailure>,
+    last_page_time: Duration,
+}
+
+impl<'a> Run<'a> {
+    fn new(
+        engine: &'a SyncEngine,
+        connection: Connection,
+        started_at: DateTime<Utc>,
+        deadline: Instant,
+        progress: Option<&'a dyn ProgressObserver>,
+    ) -> Self {
+        let tokens = Arc::new(RefreshingTokens::new(
+            engine.oauth.clone(),
+            connection.login_url.clone(),
+            connection.id.clone(),
+            engine.secrets.clone(),
+            engine.tokens.clone(),
+        ));
+        let api = Arc::new(OrgApi::new(
+            engine.http.clone(),
+            engine.retry,
+            connection.instance_url.clone(),
+            connection.api_version,
+            tokens,
+        ));
+        let ctx = MappingContext {
+            connection_id: connection.id.clone(),
+            channel: connection.channel.clone(),
+            instance_url: connection.instance_url.clone(),
+        };
+        // Whole seconds: SystemModstamp has second granularity.
+        let until = Cursor::at(started_at - engine.config.lag).system_modstamp;
+        let failures = connection
+            .failures
+            .iter()
+            .map(|f| (f.case_id.clone(), f.clone()))
+            .collect();
+        Self {
+            engine,
+            committed: connection.cursor.clone(),
+            position: connection.cursor.clone(),
+            connection,
+            api,
+            ctx,
+            started_at,
+            deadline,
+            progress,
+            until,
+            counts: SyncCounts::default(),
+            failures,
+            last_page_time: Duration::ZERO,
+        }
+    }
+
+    fn id(&self) -> &ConnectionId {
+        &self.connection.id
+    }
+
+    async fn execute(mut self) -> SyncReport {
+        let cursor_before = self.committed.clone();
+        let config = &self.engine.config;
+        let now = self.started_at;
+        // The lookback sweep: not on a connection's first run (nothing lies before its window
+        // that matters), then at most once per `lookback_every`.
+        let sweep = self.connection.last_run.is_some()
+            && self
+                .connection
+                .last_lookback_at
+                .is_none_or(|at| now - at >= config.lookback_every);
+        if sweep {
+            self.position = Cursor::at(self.committed.system_modstamp - config.lookback);
+        }
+
+        let mut stop = Stop::Done;
+        if sweep && !self.failures.is_empty() {
+            if let Some(s) = self.retry_failures().await {
+                stop = s;
+            }
+        }
+        if matches!(stop, Stop::Done) {
+            stop = self.read_forward().await;
+        }
+
+        // A sweep counts once it has read past where the cursor stood, or to the end.
+        let swept = sweep
+            && (matches!(stop, Stop::Done)
+                || (matches!(stop, Stop::MoreWork) && self.position >= cursor_before));
+        let first_run = self.connection.last_run.is_none();
+        let (outcome, error) = match stop {
+            Stop::Done => (SyncOutcome::Done, None),
+            Stop::MoreWork => (SyncOutcome::MoreWork, None),
+            Stop::Disconnected(e) => (SyncOutcome::Disconnected, Some(e)),
+            Stop::Busy(e) => (SyncOutcome::Busy, Some(e)),
+            Stop::RateLimited(e) => (SyncOutcome::RateLimited, Some(e)),
+            Stop::NeedsReauth(e) => {
+                if let Err(se) = self
+                    .engine
+                    .connections
+                    .set_state(self.id(), ConnectionState::NeedsReauth, Some(&e))
+                    .await
+                {
+                    tracing::error!(connection = %self.id(), error = %se, "could not mark the connection needs_reauth");
+                }
+                self.engine.tokens.forget(self.id());
+                (SyncOutcome::NeedsReauth, Some(e))
+            }
+            Stop::Failed(e) => (SyncOutcome::Failed, Some(e)),
+        };
+        self.counts.api_calls = self.api.api_calls();
+        let report = SyncReport {
+            outcome,
+            counts: self.counts,
+            cursor_before,
+            cursor_after: self.committed.clone(),
+            started_at: self.started_at,
+            finished_at: self.engine.clock.now(),
+            error,
+        };
+        let mut failures: Vec<CaseFailure> = std::mem::take(&mut self.failures).into_values().collect();
+        if failures.len() > MAX_RECORDED_FAILURES {
+            failures.sort_by_key(|f| std::cmp::Reverse(f.first_seen));
+            failures.truncate(MAX_RECORDED_FAILURES);
+        }
+        let record = RunRecord {
+            report: report.clone(),
+            failures,
+            // A first run starts the lookback clock: nothing before its window matters.
+            lookback_swept_at: (swept || first_run).then_some(self.started_at),
+        };
+        if outcome != SyncOutcome::Disconnected || self.connection_exists().await {
+            if let Err(e) = self
+                .engine
+                .connections
+                .record_run(&self.connection.id, &record)
+                .await
+            {
+                tracing::error!(connection = %self.connection.id, error = %e, "could not record the run");
+            }
+        }
+        tracing::info!(
+            connection = %self.connection.id,
+            outcome = %report.outcome,
+            fetched = report.counts.fetched,
+            created = report.counts.created,
+            updated = report.counts.updated,
+            pages = report.counts.pages,
+            api_calls = report.counts.api_calls,
+            cursor = %report.cursor_after,
+            error = report.error.as_deref().unwrap_or(""),
+            "sync run finished"
+        );
+        report
+    }
+
+    async fn connection_exists(&self) -> bool {
+        matches!(
+            self.engine.connections.get_connection(self.id()).await,
+            Ok(Some(_))
+        )
+    }
+
+    fn owner_filters(&self) -> Vec<OwnerFilter> {
+        let base = self
+            .connection
+            .instance_url
+            .join(&format!(
+                "/services/data/{}/query",
+                self.connection.api_version.path_segment()
+            ))
+            .len();
+        soql::owner_filters(&self.connection.scope, base)
+    }
+
+    /// Reads from `position` to `until`, page by page, until done, out of time, or stopped.
+    async fn read_forward(&mut self) -> Stop {
+        let owners = self.owner_filters();
+        let final_until = self.until;
+        let mut window = Window {
+            after: self.position.clone(),
+            floor: None,
+            until: final_until,
+        };
+        if window.until < window.after.system_modstamp {
+            return Stop::Done;
+        }
+        let mut restarts = 0;
+        let mut halvings = 0;
+        let mut source = self.open(&owners, &window);
+        loop {
+            if let Some(stop) = self.should_stop().await {
+                return stop;
+            }
+            let prefetch = self.remaining() > self.last_page_time * 3;
+            let page_started = Instant::now();
+            let pages_before = source.pages();
+            let batch = match source.next_batch(prefetch).await {
+                Ok(b) => b,
+                Err(e) => {
+                    self.counts.pages += source.pages() - pages_before;
+                    match e.root() {
+                        SalesforceError::QueryTimeout { .. } if halvings < MAX_WINDOW_HALVINGS => {
+                            halvings += 1;
+                            let span = window.until - window.after.system_modstamp;
+                            let half = Cursor::at(window.after.system_modstamp + span / 2)
+                                .system_modstamp;
+                            if half <= window.after.system_modstamp {
+                                return Stop::Failed(e.to_string());
+                            }
+                            tracing::warn!(connection = %self.id(), until = %half, "query timed out; narrowing the window");
+                            window = Window { after: self.position.clone(), floor: window.floor, until: half };
+                            source = self.open(&owners, &window);
+                            continue;
+                        }
+                        SalesforceError::InvalidQueryLocator { .. } if restarts < MAX_QUERY_RESTARTS => {
+                            restarts += 1;
+                            tracing::warn!(connection = %self.id(), "query locator expired; querying again from the last position");
+                            window.after = self.position.clone();
+                            source = self.open(&owners, &window);
+                            continue;
+                        }
+                        _ => return self.stop_for(e),
+                    }
+                }
+            };
+            self.counts.pages += source.pages() - pages_before;
+            let Some(batch) = batch else {
+                // This window is exhausted. A narrowed window hands over to the next one.
+                if window.until < final_until {
+                    window = Window {
+                        after: self.position.clone(),
+                        floor: Some(window.until),
+                        until: final_until,
+                    };
+                    source = self.open(&owners, &window);
+                    continue;
+                }
+                return Stop::Done;
+            };
+            self.last_page_time = page_started.elapsed();
+            if let Some(stop) = self.write(batch).await {
+                return stop;
+            }
+            if let Some(stop) = self.over_quota() {
+                return stop;
+            }
+        }
+    }
+
+    fn open(&self, owners: &[OwnerFilter], window: &Window) -> PageSource {
+        let queries = owners.iter().map(|o| soql::cases(o, window)).collect();
+        PageSource::new(self.api.clone(), queries, self.engine.config.batch_size)
+    }
+
+    fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+
+    /// Before each page: out of time, or no longer active?
+    async fn should_stop(&self) -> Option<Stop> {
+        if self.remaining().is_zero() {
+            return Some(Stop::MoreWork);
+        }
+        match self.engine.connections.get_connection(self.id()).await {
+            Ok(Some(c)) if c.state == ConnectionState::Active => None,
+            Ok(Some(c)) => Some(Stop::Disconnected(format!(
+                "the connection became {} during the run",
+                c.state
+            ))),
+            Ok(None) => Some(Stop::Disconnected(
+                "the connection was deleted during the run".into(),
+            )),
+            Err(e) => Some(Stop::Failed(format!("could not read the connection: {e}"))),
+        }
+    }
+
+    fn over_quota(&self) -> Option<Stop> {
+        let usage = self.api.api_usage()?;
+        (usage.share() > self.engine.config.max_api_usage_share).then(|| {
+            Stop::RateLimited(format!(
+                "the org has used {usage}, above casesync's limit of {:.0} %; syncing resumes \
+                 on a later run",
+                self.engine.config.max_api_usage_share * 100.0
+            ))
+        })
+    }
+
+    fn stop_for(&self, e: SalesforceError) -> Stop {
+        if e.is_rate_limited() {
+            Stop::RateLimited(e.to_string())
+        } else if e.needs_reauth() {
+            Stop::NeedsReauth(e.to_string())
+        } else {
+            Stop::Failed(e.to_string())
+        }
+    }
+
+    /// Maps and writes one batch, then commits the cursor past it.
+    async fn write(&mut self, batch: Batch) -> Option<Stop> {
+        let now = self.engine.clock.now();
+        self.counts.fetched += (batch.records.len() + batch.broken.len()) as u64;
+        let mut last: Option<Cursor> = None;
+        let mut points: Vec<DataPoint> = Vec::with_capacity(batch.records.len());
+        for record in batch.records {
+            let pos = position(&record);
+            let case_id = record.id.as_deref().and_then(|id| CaseId::parse(id).ok());
+            match map_case(&self.ctx, record) {
+                Ok(p) => {
+                    self.failures.remove(&p.case_id);
+                    points.push(p);
+                }
+                Err(e) => self.fail(case_id, e.to_string(), now),
+            }
+            if let Some((ts, id)) = pos {
+                last = Some(Cursor::new(ts, id));
+            }
+        }
+        for (case_id, error) in batch.broken {
+            self.fail(case_id, error, now);
+        }
+        if !points.is_empty() {
+            match self.engine.points.upsert_data_points(&points).await {
+                Ok(c) => {
+                    self.counts.created += c.created;
+                    self.counts.updated += c.updated;
+                    self.counts.unchanged += c.unchanged + c.stale;
+                }
+                Err(e) => return Some(Stop::Failed(format!("could not store data points: {e}"))),
+            }
+        }
+        if let Some(next) = last {
+            if next > self.committed {
+                match self
+                    .engine
+                    .connections
+                    .commit_cursor(self.id(), &self.committed, &next)
+                    .await
+                {
+                    Ok(()) => self.committed = next.clone(),
+                    Err(StoreError::Conflict(e)) => {
+                        return Some(Stop::Busy(format!(
+                            "the cursor was moved by another run or a reconfiguration ({e}); this run stopped"
+                        )));
+                    }
+                    Err(e) => return Some(Stop::Failed(format!("could not save the cursor: {e}"))),
+                }
+            }
+            if next > self.position {
+                self.position = next;
+            }
+        }
+        if let Some(observer) = self.progress {
+            observer.on_page(&super::Progress {
+                connection_id: self.connection.id.clone(),
+                counts: SyncCounts {
+                    api_calls: self.api.api_calls(),
+                    ..self.counts
+                },
+                position: self.position.clone(),
+                until: self.until,
+            });
+        }
+        None
+    }
+
+    fn fail(&mut self, case_id: Option<CaseId>, error: String, now: DateTime<Utc>) {
+        self.counts.failed += 1;
+        tracing::warn!(connection = %self.connection.id, case = ?case_id, %error, "a Case could not be imported");
+        if let Some(id) = case_id {
+            self.failures
+                .entry(id.clone())
+                .and_modify(|f| {
+                    f.attempts += 1;
+                    f.error = error.clone();
+                })
+                .or_insert(CaseFailure {
+                    case_id: id,
+                    error,
+                    first_seen: now,
+                    attempts: 1,
+                });
+        }
+    }
+
+    /// Fetches the recorded failures again. Those that map now are written; those Salesforce no
+    /// longer returns (reopened, moved out of scope) are dropped: if they come back they will
+    /// carry a newer SystemModstamp and be read in order.
+    async fn retry_failures(&mut self) -> Option<Stop> {
+        let ids: Vec<CaseId> = self
+            .failures
+            .keys()
+            .take(FAILURE_RETRY_BATCH)
+            .cloned()
+            .collect();
+        let queries = self
+            .owner_filters()
+            .iter()
+            .map(|o| soql::cases_by_id(o, &ids, self.until))
+            .collect();
+        let mut source = PageSource::new(self.api.clone(), queries, self.engine.config.batch_size);
+        let mut seen = std::collections::HashSet::new();
+        loop {
+            let pages_before = source.pages();
+            let batch = match source.next_batch(false).await {
+                Ok(b) => b,
+                Err(e) => return Some(self.stop_for(e)),
+            };
+            self.counts.pages += source.pages() - pages_before;
+            let Some(batch) = batch else { break };
+            let now = self.engine.clock.now();
+            let mut points = Vec::new();
+            self.counts.fetched += batch.records.len() as u64;
+            for record in batch.records {
+                let case_id = record.id.as_deref().and_then(|id| CaseId::parse(id).ok());
+                if let Some(id) = &case_id {
+                    seen.insert(id.clone());
+                }
+                match map_case(&self.ctx, record) {
+                    Ok(p) => {
+                        self.failures.remove(&p.case_id);
+                        points.push(p);
+                    }
+                    Err(e) => self.fail(case_id, e.to_string(), now),
+                }
+            }
+            for (case_id, error) in batch.broken {
+                if let Some(id) = &case_id {
+                    seen.insert(id.clone());
+                }
+                self.fail(case_id, error, now);
+            }
+            if !points.is_empty() {
+                match self.engine.points.upsert_data_points(&points).await {
+                    Ok(c) => {
+                        self.counts.created += c.created;
+                        self.counts.updated += c.updated;
+                        self.counts.unchanged += c.unchanged + c.stale;
+                    }
+                    Err(e) => {
+                        return Some(Stop::Failed(format!("could not store data points: {e}")));
+                    }
+                }
+            }
+        }
+        for id in ids {
+            if !seen.contains(&id) {
+                self.failures.remove(&id);
+            }
+        }
+        None
+    }
+}
+
+/// Compile-time check: a run's future can move between threads (Lambda and the CLI spawn it).
+#[allow(dead_code)]
+fn assert_send(e: &SyncEngine, id: &ConnectionId) {
+    fn is_send<T: Send>(_: T) {}
+    is_send(e.sync(id, Duration::ZERO, None));
+}
