@@ -6,7 +6,9 @@
 //! [`domain::Cursor`]. Nothing here knows about Lambda, SQLite or AWS: adapters implement the
 //! ports in `casesync-local` and `casesync-aws`.
 
+pub mod connect;
 pub mod data_point;
+pub mod diagnostics;
 pub mod domain;
 pub mod mapping;
 pub mod memory;

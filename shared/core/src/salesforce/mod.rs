@@ -1,6 +1,7 @@
 //! Salesforce: OAuth, the REST client, SOQL and the wire records.
 
 pub mod client;
+pub mod context;
 pub mod error;
 pub mod http;
 pub mod limits;
@@ -10,6 +11,7 @@ pub mod soql;
 pub mod tokens;
 
 pub use client::{OrgApi, SObject};
+pub use context::Salesforce;
 pub use error::SalesforceError;
 pub use http::{HttpSettings, RetryPolicy, build_client};
 pub use limits::ApiUsage;

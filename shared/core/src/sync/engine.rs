@@ -14,13 +14,9 @@ use crate::domain::{
     CaseFailure, CaseId, Connection, ConnectionId, ConnectionState, Cursor, MAX_RECORDED_FAILURES,
 };
 use crate::mapping::{MappingContext, map_case, position};
-use crate::ports::{
-    Clock, ConnectionStore, DataPointWriter, RunRecord, SecretStore, StoreError,
-};
+use crate::ports::{Clock, ConnectionStore, DataPointWriter, RunRecord, SecretStore, StoreError};
 use crate::salesforce::soql::{self, OwnerFilter, Window};
-use crate::salesforce::{
-    OAuthClient, OrgApi, RefreshingTokens, RetryPolicy, SalesforceError, TokenCache,
-};
+use crate::salesforce::{OrgApi, Salesforce, SalesforceError, TokenCache};
 
 /// How often an expired query locator may be replaced by a fresh query in one run.
 const MAX_QUERY_RESTARTS: u32 = 3;
@@ -50,10 +46,7 @@ pub struct SyncEngine {
     points: Arc<dyn DataPointWriter>,
     secrets: Arc<dyn SecretStore>,
     clock: Arc<dyn Clock>,
-    http: reqwest::Client,
-    oauth: OAuthClient,
-    retry: RetryPolicy,
-    tokens: Arc<TokenCache>,
+    salesforce: Salesforce,
     config: SyncConfig,
 }
 
@@ -69,15 +62,12 @@ enum Stop {
 }
 
 impl SyncEngine {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         connections: Arc<dyn ConnectionStore>,
         points: Arc<dyn DataPointWriter>,
         secrets: Arc<dyn SecretStore>,
         clock: Arc<dyn Clock>,
-        http: reqwest::Client,
-        oauth: OAuthClient,
-        retry: RetryPolicy,
+        salesforce: Salesforce,
         config: SyncConfig,
     ) -> Self {
         Self {
@@ -85,10 +75,7 @@ impl SyncEngine {
             points,
             secrets,
             clock,
-            http,
-            oauth,
-            retry,
-            tokens: TokenCache::new(),
+            salesforce,
             config,
         }
     }
@@ -99,7 +86,7 @@ impl SyncEngine {
 
     /// The process-wide access token cache (to forget a connection's token on disconnect).
     pub fn token_cache(&self) -> &Arc<TokenCache> {
-        &self.tokens
+        &self.salesforce.tokens
     }
 
     /// Syncs one connection for at most `budget`. Store failures before anything was read
@@ -130,10 +117,16 @@ impl SyncEngine {
         match connection.state {
             ConnectionState::Active => {}
             ConnectionState::Disconnected => {
-                return Ok(idle(SyncOutcome::Disconnected, connection.state_reason.clone()));
+                return Ok(idle(
+                    SyncOutcome::Disconnected,
+                    connection.state_reason.clone(),
+                ));
             }
             ConnectionState::NeedsReauth => {
-                return Ok(idle(SyncOutcome::NeedsReauth, connection.state_reason.clone()));
+                return Ok(idle(
+                    SyncOutcome::NeedsReauth,
+                    connection.state_reason.clone(),
+                ));
             }
         }
         let holder = uuid::Uuid::new_v4().to_string();
@@ -186,20 +179,7 @@ impl<'a> Run<'a> {
         deadline: Instant,
         progress: Option<&'a dyn ProgressObserver>,
     ) -> Self {
-        let tokens = Arc::new(RefreshingTokens::new(
-            engine.oauth.clone(),
-            connection.login_url.clone(),
-            connection.id.clone(),
-            engine.secrets.clone(),
-            engine.tokens.clone(),
-        ));
-        let api = Arc::new(OrgApi::new(
-            engine.http.clone(),
-            engine.retry,
-            connection.instance_url.clone(),
-            connection.api_version,
-            tokens,
-        ));
+        let api = engine.salesforce.org(&connection, engine.secrets.clone());
         let ctx = MappingContext {
             connection_id: connection.id.clone(),
             channel: connection.channel.clone(),
@@ -278,7 +258,7 @@ impl<'a> Run<'a> {
                 {
                     tracing::error!(connection = %self.id(), error = %se, "could not mark the connection needs_reauth");
                 }
-                self.engine.tokens.forget(self.id());
+                self.engine.salesforce.tokens.forget(self.id());
                 (SyncOutcome::NeedsReauth, Some(e))
             }
             Stop::Failed(e) => (SyncOutcome::Failed, Some(e)),
@@ -293,7 +273,8 @@ impl<'a> Run<'a> {
             finished_at: self.engine.clock.now(),
             error,
         };
-        let mut failures: Vec<CaseFailure> = std::mem::take(&mut self.failures).into_values().collect();
+        let mut failures: Vec<CaseFailure> =
+            std::mem::take(&mut self.failures).into_values().collect();
         if failures.len() > MAX_RECORDED_FAILURES {
             failures.sort_by_key(|f| std::cmp::Reverse(f.first_seen));
             failures.truncate(MAX_RECORDED_FAILURES);
@@ -378,17 +359,23 @@ impl<'a> Run<'a> {
                         SalesforceError::QueryTimeout { .. } if halvings < MAX_WINDOW_HALVINGS => {
                             halvings += 1;
                             let span = window.until - window.after.system_modstamp;
-                            let half = Cursor::at(window.after.system_modstamp + span / 2)
-                                .system_modstamp;
+                            let half =
+                                Cursor::at(window.after.system_modstamp + span / 2).system_modstamp;
                             if half <= window.after.system_modstamp {
                                 return Stop::Failed(e.to_string());
                             }
                             tracing::warn!(connection = %self.id(), until = %half, "query timed out; narrowing the window");
-                            window = Window { after: self.position.clone(), floor: window.floor, until: half };
+                            window = Window {
+                                after: self.position.clone(),
+                                floor: window.floor,
+                                until: half,
+                            };
                             source = self.open(&owners, &window);
                             continue;
                         }
-                        SalesforceError::InvalidQueryLocator { .. } if restarts < MAX_QUERY_RESTARTS => {
+                        SalesforceError::InvalidQueryLocator { .. }
+                            if restarts < MAX_QUERY_RESTARTS =>
+                        {
                             restarts += 1;
                             tracing::warn!(connection = %self.id(), "query locator expired; querying again from the last position");
                             window.after = self.position.clone();

@@ -83,7 +83,8 @@ impl Stream {
             }
         } else if !self.started {
             self.started = true;
-            api.query::<CaseRecord>(&self.soql, Some(batch_size)).await?
+            api.query::<CaseRecord>(&self.soql, Some(batch_size))
+                .await?
         } else if let Some(url) = self.next_url.take() {
             api.query_more::<CaseRecord>(&url, Some(batch_size)).await?
         } else {
@@ -102,7 +103,10 @@ impl Stream {
         for e in decode_errors {
             batch.broken.push((
                 e.id.as_deref().and_then(|id| CaseId::parse(id).ok()),
-                format!("Salesforce sent a Case this version cannot read: {}", e.error),
+                format!(
+                    "Salesforce sent a Case this version cannot read: {}",
+                    e.error
+                ),
             ));
         }
         let mut records = page.records;
@@ -153,7 +157,7 @@ async fn complete_child_lists(
             unreadable.push((i, errors.len()));
         }
     }
-    unreadable.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    unreadable.sort_unstable_by_key(|u| std::cmp::Reverse(u.0));
     for (i, n) in unreadable {
         let r = records.remove(i);
         batch.broken.push((
@@ -219,7 +223,13 @@ impl PageSource {
         // A page can be empty without being the last: keep going until records or the end.
         while stream.buffer.is_empty() && batch.broken.is_empty() {
             if !stream
-                .fill(&self.api, self.batch_size, prefetch, &mut batch, &mut self.pages)
+                .fill(
+                    &self.api,
+                    self.batch_size,
+                    prefetch,
+                    &mut batch,
+                    &mut self.pages,
+                )
                 .await?
             {
                 break;
@@ -238,8 +248,14 @@ impl PageSource {
         loop {
             for s in self.streams.iter_mut() {
                 while s.buffer.is_empty() && !s.exhausted() {
-                    s.fill(&self.api, self.batch_size, false, &mut batch, &mut self.pages)
-                        .await?;
+                    s.fill(
+                        &self.api,
+                        self.batch_size,
+                        false,
+                        &mut batch,
+                        &mut self.pages,
+                    )
+                    .await?;
                 }
             }
             let mut released = false;
