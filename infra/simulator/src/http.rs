@@ -1,0 +1,137 @@
+//! Response helpers shared by both hosts.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::{Response, StatusCode};
+use serde::Serialize;
+
+pub type Resp = Response<Full<Bytes>>;
+
+/// Returned by a handler to make hyper drop the connection without any response.
+#[derive(Debug)]
+pub struct Reset;
+
+impl std::fmt::Display for Reset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("simulated connection reset")
+    }
+}
+
+impl std::error::Error for Reset {}
+
+pub fn body(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Resp {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    if !content_type.is_empty() {
+        r.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    }
+    r
+}
+
+pub fn json(status: StatusCode, value: &impl Serialize) -> Resp {
+    match serde_json::to_vec(value) {
+        Ok(v) => body(status, "application/json;charset=UTF-8", v),
+        Err(e) => body(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "text/plain",
+            format!("simulator failed to serialise: {e}"),
+        ),
+    }
+}
+
+/// A REST error: a JSON array `[{"message": ..., "errorCode": ...}]`.
+pub fn sf_error(status: StatusCode, code: &str, message: &str) -> Resp {
+    json(
+        status,
+        &serde_json::json!([{ "message": message, "errorCode": code }]),
+    )
+}
+
+/// An OAuth error: a JSON object `{"error": ..., "error_description": ...}`.
+pub fn oauth_error(status: StatusCode, error: &str, description: &str) -> Resp {
+    json(
+        status,
+        &serde_json::json!({ "error": error, "error_description": description }),
+    )
+}
+
+pub fn html(status: StatusCode, html: impl Into<Bytes>) -> Resp {
+    body(status, "text/html;charset=UTF-8", html)
+}
+
+pub fn not_found() -> Resp {
+    sf_error(
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+        "The requested resource does not exist",
+    )
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters (spaces become `%20`).
+pub fn pct(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Form-decodes a query string or body (`+` is a space, like Salesforce).
+pub fn form(s: &[u8]) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(s).into_owned().collect()
+}
+
+pub fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// The edge's size limits: URI over 16,384 bytes → 414, URI + headers over it → 431.
+pub fn size_guard<B>(req: &hyper::Request<B>) -> Option<Resp> {
+    const LIMIT: usize = 16_384;
+    let uri_len = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().len())
+        .unwrap_or(0);
+    if uri_len > LIMIT {
+        return Some(html(
+            StatusCode::URI_TOO_LONG,
+            "<h1>Bad Message 414</h1><pre>reason: URI Too Long</pre>",
+        ));
+    }
+    let headers_len: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    if uri_len + headers_len > LIMIT {
+        return Some(html(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "<h1>Bad Message 431</h1><pre>reason: Request Header Fields Too Large</pre>",
+        ));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pct_encodes_like_salesforce_redirects() {
+        assert_eq!(
+            pct("end-user denied authorization"),
+            "end-user%20denied%20authorization"
+        );
+        assert_eq!(pct("a+b=c/d"), "a%2Bb%3Dc%2Fd");
+    }
+}
