@@ -5,6 +5,8 @@
 pub mod eval;
 pub mod lexer;
 pub mod parser;
+#[cfg(test)]
+mod tests;
 
 pub use eval::{Filter, OutItem, Plan, compile, run};
 

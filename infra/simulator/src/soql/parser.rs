@@ -79,8 +79,8 @@ pub struct QueryAst {
 
 const KEYWORDS: &[&str] = &[
     "SELECT", "FROM", "WHERE", "AND", "OR", "NOT", "IN", "LIKE", "ORDER", "BY", "ASC", "DESC",
-    "NULLS", "FIRST", "LAST", "LIMIT", "OFFSET", "GROUP", "HAVING", "WITH", "FOR", "USING", "TRUE",
-    "FALSE", "NULL", "INCLUDES", "EXCLUDES",
+    "NULLS", "FIRST", "LAST", "LIMIT", "OFFSET", "HAVING", "WITH", "FOR", "USING", "TRUE", "FALSE",
+    "NULL", "INCLUDES", "EXCLUDES",
 ];
 
 struct Parser<'a> {
