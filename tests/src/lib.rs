@@ -1,1 +1,199 @@
-//! Black-box integration tests of casesync over real wire protocols (scaffold: filled in by its issue).
+//! Test support: a Salesforce simulator on loopback and a sync engine wired to it.
+//!
+//! The engine talks to the simulator over real HTTP; its stores are the core's in-memory
+//! adapters (the real adapters have their own tests, and the CLI and Lambda tests run end to
+//! end on them).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use casesync_core::connect::{self, ConnectionSettings};
+use casesync_core::data_point::DataPoint;
+use casesync_core::domain::{
+    ApiVersion, BackfillWindow, ChannelName, Connection, ConnectionId, LoginUrl, QueueScope,
+};
+use casesync_core::memory::MemoryStore;
+use casesync_core::ports::{Clock, SystemClock};
+use casesync_core::salesforce::{HttpSettings, OAuthApp, RetryPolicy, Salesforce};
+use casesync_core::sync::{SyncConfig, SyncEngine, SyncReport};
+use chrono::{DateTime, TimeDelta, Utc};
+use secrecy::SecretString;
+use sf_simulator::{NewCase, NewEmail, Org, SimConfig, SimHandle, Simulator};
+
+/// Quick retries and short timeouts, so fault tests take milliseconds.
+pub fn test_http() -> HttpSettings {
+    HttpSettings {
+        connect_timeout: Duration::from_secs(2),
+        request_timeout: Duration::from_secs(5),
+        retry: RetryPolicy::fast(),
+    }
+}
+
+pub fn salesforce_for(sim: &SimHandle, http: &HttpSettings) -> Salesforce {
+    Salesforce::new(
+        OAuthApp {
+            client_id: sim.client_id(),
+            client_secret: Some(SecretString::from(sim.client_secret())),
+        },
+        http,
+    )
+    .expect("the HTTP client builds")
+}
+
+/// A simulator plus an engine over in-memory stores.
+pub struct Harness {
+    pub sim: SimHandle,
+    pub store: Arc<MemoryStore>,
+    pub salesforce: Salesforce,
+    pub engine: SyncEngine,
+}
+
+impl Harness {
+    pub async fn start(config: SimConfig, org: Org) -> Self {
+        Self::start_with(config, org, SyncConfig::default(), test_http()).await
+    }
+
+    pub async fn start_with(
+        config: SimConfig,
+        org: Org,
+        sync: SyncConfig,
+        http: HttpSettings,
+    ) -> Self {
+        let sim = Simulator::start(config, org)
+            .await
+            .expect("the simulator starts");
+        let store = Arc::new(MemoryStore::new());
+        let salesforce = salesforce_for(&sim, &http);
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let engine = SyncEngine::new(
+            store.clone(),
+            store.clone(),
+            store.clone(),
+            clock,
+            salesforce.clone(),
+            sync,
+        );
+        Self {
+            sim,
+            store,
+            salesforce,
+            engine,
+        }
+    }
+
+    pub fn login_url(&self) -> LoginUrl {
+        LoginUrl::parse(&self.sim.login_url()).expect("the simulator's login URL is loopback")
+    }
+
+    /// Connects headlessly with a refresh token the simulator minted, as `casesync connect
+    /// --refresh-token-file` does.
+    pub async fn connect(&self, scope: QueueScope, backfill: BackfillWindow) -> Connection {
+        connect::with_refresh_token(
+            &self.salesforce.oauth,
+            self.store.as_ref(),
+            self.store.as_ref(),
+            self.login_url(),
+            SecretString::from(self.sim.mint_refresh_token()),
+            ConnectionSettings {
+                channel: ChannelName::parse("support").expect("valid"),
+                scope,
+                backfill,
+                api_version: ApiVersion::DEFAULT,
+            },
+            Utc::now(),
+        )
+        .await
+        .expect("the headless connect succeeds")
+    }
+
+    pub async fn sync(&self, id: &ConnectionId) -> SyncReport {
+        self.sync_for(id, Duration::from_secs(60)).await
+    }
+
+    pub async fn sync_for(&self, id: &ConnectionId, budget: Duration) -> SyncReport {
+        self.engine
+            .sync(id, budget, None)
+            .await
+            .expect("the in-memory store does not fail")
+    }
+
+    /// Syncs until the run says `done` (or 50 runs).
+    pub async fn sync_to_end(&self, id: &ConnectionId) -> Vec<SyncReport> {
+        let mut reports = Vec::new();
+        for _ in 0..50 {
+            let r = self.sync(id).await;
+            let done = r.outcome != casesync_core::sync::SyncOutcome::MoreWork;
+            reports.push(r);
+            if done {
+                break;
+            }
+        }
+        reports
+    }
+
+    pub fn points(&self) -> Vec<DataPoint> {
+        self.store.all_data_points()
+    }
+}
+
+/// Minutes ago, in whole seconds (older than the engine's 5-minute lag when `m > 5`).
+pub fn minutes_ago(m: i64) -> DateTime<Utc> {
+    let t = Utc::now() - TimeDelta::minutes(m);
+    t - TimeDelta::nanoseconds(t.timestamp_subsec_nanos() as i64)
+}
+
+/// A closed, queue-owned Case stamped at `at`, with a description.
+pub fn closed_case(org: &mut Org, queue: &str, at: DateTime<Utc>, subject: &str) -> String {
+    org.add_case(NewCase {
+        subject: Some(subject.to_owned()),
+        status: "Closed".into(),
+        owner_id: Some(queue.to_owned()),
+        created_date: Some(at - TimeDelta::hours(1)),
+        system_modstamp: Some(at),
+        closed_date: Some(at),
+        description: Some(format!("Description of {subject}")),
+        ..NewCase::default()
+    })
+}
+
+/// An inbound or outbound plain-text email on a Case, not bumping its SystemModstamp.
+pub fn email(org: &mut Org, case: &str, at: DateTime<Utc>, incoming: bool, text: &str) -> String {
+    org.add_email(
+        case,
+        NewEmail {
+            message_date: Some(at),
+            from_address: Some(
+                if incoming {
+                    "customer@example.com"
+                } else {
+                    "support@acme.test"
+                }
+                .into(),
+            ),
+            from_name: Some(if incoming { "Customer" } else { "Support" }.into()),
+            to_address: Some(
+                if incoming {
+                    "support@acme.test"
+                } else {
+                    "customer@example.com"
+                }
+                .into(),
+            ),
+            incoming,
+            subject: Some("Re: help".into()),
+            text_body: Some(text.to_owned()),
+            ..NewEmail::default()
+        },
+        false,
+    )
+}
+
+/// An org with one queue; returns it and the queue id.
+pub fn org_with_queue() -> (Org, String) {
+    let mut org = Org::new();
+    let q = org.add_queue("Tier 1 Support", "Tier_1_Support");
+    (org, q)
+}
+
+pub use casesync_core;
+pub use sf_simulator;

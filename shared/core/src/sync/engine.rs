@@ -342,7 +342,10 @@ impl<'a> Run<'a> {
             return Stop::Done;
         }
         let mut restarts = 0;
+        // Consecutive halvings without progress, and the span of the last window that did not
+        // time out (the next windows start from it, doubling after each success).
         let mut halvings = 0;
+        let mut span: Option<TimeDelta> = None;
         let mut source = self.open(&owners, &window);
         loop {
             if let Some(stop) = self.should_stop().await {
@@ -358,18 +361,20 @@ impl<'a> Run<'a> {
                     match e.root() {
                         SalesforceError::QueryTimeout { .. } if halvings < MAX_WINDOW_HALVINGS => {
                             halvings += 1;
-                            let span = window.until - window.after.system_modstamp;
-                            let half =
-                                Cursor::at(window.after.system_modstamp + span / 2).system_modstamp;
-                            if half <= window.after.system_modstamp {
+                            let low = window.floor.map_or(self.position.system_modstamp, |f| {
+                                f.max(self.position.system_modstamp)
+                            });
+                            let half = (window.until - low) / 2;
+                            if half < TimeDelta::seconds(1) {
                                 return Stop::Failed(e.to_string());
                             }
-                            tracing::warn!(connection = %self.id(), until = %half, "query timed out; narrowing the window");
+                            span = Some(half);
                             window = Window {
                                 after: self.position.clone(),
                                 floor: window.floor,
-                                until: half,
+                                until: Cursor::at(low + half).system_modstamp,
                             };
+                            tracing::warn!(connection = %self.id(), until = %window.until, "query timed out; narrowing the window");
                             source = self.open(&owners, &window);
                             continue;
                         }
@@ -390,16 +395,26 @@ impl<'a> Run<'a> {
             let Some(batch) = batch else {
                 // This window is exhausted. A narrowed window hands over to the next one.
                 if window.until < final_until {
+                    halvings = 0;
+                    let low = window.until;
+                    let until = match span {
+                        Some(s) => {
+                            span = Some(s * 2);
+                            (low + s * 2).min(final_until)
+                        }
+                        None => final_until,
+                    };
                     window = Window {
                         after: self.position.clone(),
-                        floor: Some(window.until),
-                        until: final_until,
+                        floor: Some(low),
+                        until,
                     };
                     source = self.open(&owners, &window);
                     continue;
                 }
                 return Stop::Done;
             };
+            halvings = 0;
             self.last_page_time = page_started.elapsed();
             if let Some(stop) = self.write(batch).await {
                 return stop;
