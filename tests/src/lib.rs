@@ -59,12 +59,21 @@ impl Harness {
         sync: SyncConfig,
         http: HttpSettings,
     ) -> Self {
+        Self::start_with_clock(config, org, sync, http, Arc::new(SystemClock)).await
+    }
+
+    pub async fn start_with_clock(
+        config: SimConfig,
+        org: Org,
+        sync: SyncConfig,
+        http: HttpSettings,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         let sim = Simulator::start(config, org)
             .await
             .expect("the simulator starts");
         let store = Arc::new(MemoryStore::new());
         let salesforce = salesforce_for(&sim, &http);
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let engine = SyncEngine::new(
             store.clone(),
             store.clone(),
