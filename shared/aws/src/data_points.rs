@@ -1,0 +1,794 @@
+//! Data points in DynamoDB: one head item per (connection, Case), its body compressed inline or
+//! in part items (see the crate docs for the layout and why).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use anyhow::anyhow;
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    DeleteRequest, Put, PutRequest, Select, TransactWriteItem, WriteRequest,
+};
+use chrono::{DateTime, Utc};
+use futures::{StreamExt, TryStreamExt};
+
+use casesync_core::data_point::{DataPoint, Supersedes};
+use casesync_core::domain::{CaseId, ConnectionId};
+use casesync_core::ports::{
+    DataPointDeleter, DataPointReader, DataPointWriter, StoreError, StoreResult, UpsertCounts,
+};
+
+use crate::batch::{Batcher, Projection};
+use crate::body::{self, INLINE_LIMIT, PART_SIZE};
+use crate::error::{ErrorClass, classify, corrupt, is_transient_code, store_error};
+use crate::item::{Attrs, Expr, Item, b, n, s};
+use crate::metrics::Metrics;
+use crate::time;
+use crate::tuning::Tuning;
+
+// Attribute names.
+const CONNECTION_ID: &str = "connection_id";
+const CASE_ID: &str = "case_id";
+const ID: &str = "id";
+const SYSTEM_MODSTAMP: &str = "system_modstamp";
+const CONTENT_HASH: &str = "content_hash";
+const BODY: &str = "body";
+const PARTS: &str = "parts";
+const PART_SET: &str = "part_set";
+const PART_OF: &str = "part_of";
+
+/// Head items per `TransactWriteItems` call.
+pub(crate) const TRANSACT_CHUNK: usize = 25;
+/// DynamoDB caps a transaction at 4 MB; stay clear of it.
+const TRANSACT_MAX_BYTES: usize = 3_500_000;
+
+/// The `data_points` table: [`DataPointWriter`], [`DataPointReader`], [`DataPointDeleter`].
+#[derive(Clone)]
+pub struct DynamoDataPointStore {
+    batch: Batcher,
+}
+
+impl std::fmt::Debug for DynamoDataPointStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DynamoDataPointStore")
+            .field("table", &self.batch.table)
+            .field("tuning", &self.batch.tuning)
+            .finish()
+    }
+}
+
+type Key = (String, String);
+
+/// What a head says about the stored version.
+#[derive(Debug, Clone, PartialEq)]
+struct StoredHead {
+    modstamp: DateTime<Utc>,
+    hash: String,
+    parts: Option<PartSet>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PartSet {
+    id: String,
+    count: usize,
+}
+
+/// All versions of one Case given to one upsert, in the order given.
+struct Group<'a> {
+    key: Key,
+    points: Vec<&'a DataPoint>,
+    /// Parts written by an attempt whose head write lost; deleted unless a re-read shows the
+    /// head refers to them after all.
+    attempted: Option<PartSet>,
+}
+
+/// A head write planned in one round.
+struct Planned<'a> {
+    group: usize,
+    point: &'a DataPoint,
+    /// The head as read; the write is conditional on it being unchanged.
+    expected: Option<StoredHead>,
+    counts: UpsertCounts,
+    head: Item,
+    parts: Option<PartSet>,
+    size: usize,
+}
+
+enum ChunkResult {
+    Written,
+    /// Lost a condition, a transaction conflict or throttling: re-read and decide again.
+    Retry,
+}
+
+impl DynamoDataPointStore {
+    /// `table` is the `data_points` table's name (see [`crate::TableNames`]).
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            batch: Batcher {
+                client,
+                table: table.into(),
+                metrics: Arc::new(Metrics::new()),
+                tuning: Tuning::default(),
+            },
+        }
+    }
+
+    /// Counts this store's calls into `metrics` (shared with other adapters, if you like).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.batch.metrics = metrics;
+        self
+    }
+
+    pub fn with_tuning(mut self, tuning: Tuning) -> Self {
+        self.batch.tuning = tuning;
+        self
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.batch.metrics
+    }
+
+    pub fn table(&self) -> &str {
+        &self.batch.table
+    }
+
+    fn client(&self) -> &Client {
+        &self.batch.client
+    }
+
+    fn key_item(connection: &str, case: &str) -> Item {
+        Item::from([
+            (CONNECTION_ID.to_owned(), s(connection)),
+            (CASE_ID.to_owned(), s(case)),
+        ])
+    }
+
+    /// The stored heads of `keys` (strongly consistent), without their bodies.
+    async fn read_heads(&self, keys: &[&Key]) -> StoreResult<HashMap<Key, StoredHead>> {
+        let mut expr = Expr::new();
+        let projection = [
+            CONNECTION_ID,
+            CASE_ID,
+            SYSTEM_MODSTAMP,
+            CONTENT_HASH,
+            PARTS,
+            PART_SET,
+        ]
+        .map(|a| expr.name(a))
+        .join(", ");
+        let projection = Projection {
+            expression: Some(projection),
+            names: expr.names(),
+        };
+        let items = self
+            .batch
+            .get(
+                keys.iter().map(|(c, k)| Self::key_item(c, k)).collect(),
+                &projection,
+            )
+            .await?;
+        items
+            .iter()
+            .map(|item| {
+                let a = Attrs::new(item, "data point head");
+                let key = (a.s(CONNECTION_ID)?.to_owned(), a.s(CASE_ID)?.to_owned());
+                Ok((key, parse_head(item)?))
+            })
+            .collect()
+    }
+
+    /// Encodes the winning version of a group: the head item and, for a large body, its parts.
+    fn plan<'a>(
+        group: usize,
+        point: &'a DataPoint,
+        expected: Option<StoredHead>,
+        counts: UpsertCounts,
+    ) -> StoreResult<(Planned<'a>, Vec<Item>)> {
+        let body = body::compress(point)?;
+        let mut head = Item::from([
+            (CONNECTION_ID.to_owned(), s(point.connection_id.as_str())),
+            (CASE_ID.to_owned(), s(point.case_id.as_str())),
+            (ID.to_owned(), s(&point.id)),
+            (
+                SYSTEM_MODSTAMP.to_owned(),
+                s(time::fixed_ms(&point.system_modstamp)?),
+            ),
+            (CONTENT_HASH.to_owned(), s(point.content_hash())),
+        ]);
+        let size = body.len().min(INLINE_LIMIT) + 512;
+        let mut part_items = Vec::new();
+        let parts = if body.len() <= INLINE_LIMIT {
+            head.insert(BODY.to_owned(), b(body));
+            None
+        } else {
+            let set = body::new_part_set();
+            let chunks = body.chunks(PART_SIZE);
+            let count = chunks.len();
+            for (i, chunk) in chunks.enumerate() {
+                part_items.push(Item::from([
+                    (CONNECTION_ID.to_owned(), s(point.connection_id.as_str())),
+                    (
+                        CASE_ID.to_owned(),
+                        s(body::part_key(point.case_id.as_str(), &set, i)),
+                    ),
+                    (PART_OF.to_owned(), s(point.case_id.as_str())),
+                    (BODY.to_owned(), b(chunk.to_vec())),
+                ]));
+            }
+            head.insert(PARTS.to_owned(), n(count));
+            head.insert(PART_SET.to_owned(), s(&set));
+            Some(PartSet { id: set, count })
+        };
+        Ok((
+            Planned {
+                group,
+                point,
+                expected,
+                counts,
+                head,
+                parts,
+                size,
+            },
+            part_items,
+        ))
+    }
+
+    /// One `TransactWriteItems` call: each head is put on condition that the stored head is
+    /// still the one read (absent, or the same content hash).
+    async fn write_heads(&self, chunk: &[Planned<'_>]) -> StoreResult<ChunkResult> {
+        let mut items = Vec::with_capacity(chunk.len());
+        for p in chunk {
+            let mut expr = Expr::new();
+            let condition = match &p.expected {
+                None => format!("attribute_not_exists({})", expr.name(CASE_ID)),
+                Some(h) => format!(
+                    "{} = {}",
+                    expr.name(CONTENT_HASH),
+                    expr.value("expected_hash", s(&h.hash))
+                ),
+            };
+            let put = Put::builder()
+                .table_name(self.table())
+                .set_item(Some(p.head.clone()))
+                .condition_expression(condition)
+                .set_expression_attribute_names(expr.names())
+                .set_expression_attribute_values(expr.values())
+                .build()
+                .map_err(|e| StoreError::Unexpected(anyhow!("build head put: {e}")))?;
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
+        self.batch.metrics.transact_write(items.len());
+        // The SDK fills in a ClientRequestToken, so its own retries of this call are idempotent.
+        let result = self
+            .client()
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await;
+        let err = match result {
+            Ok(_) => return Ok(ChunkResult::Written),
+            Err(e) => e,
+        };
+        if let Some(TransactWriteItemsError::TransactionCanceledException(tc)) =
+            err.as_service_error()
+        {
+            let unexpected = tc.cancellation_reasons().iter().find_map(|r| {
+                let code = r.code().unwrap_or("None");
+                let retryable = matches!(code, "None" | "ConditionalCheckFailed")
+                    || code == "TransactionConflict"
+                    || is_transient_code(code)
+                    || code == "ProvisionedThroughputExceeded";
+                (!retryable).then(|| format!("{code}: {}", r.message().unwrap_or_default()))
+            });
+            return match unexpected {
+                None => Ok(ChunkResult::Retry),
+                Some(reason) => Err(StoreError::Unexpected(anyhow!(
+                    "write data point heads to {}: transaction cancelled: {reason}",
+                    self.table()
+                ))),
+            };
+        }
+        match classify(&err) {
+            // Throttled or timed out: whether it landed is found out by reading again.
+            ErrorClass::Transient => Ok(ChunkResult::Retry),
+            _ => Err(store_error(
+                err,
+                format_args!("write data point heads to {}", self.table()),
+            )),
+        }
+    }
+
+    fn part_deletes(connection: &str, case: &str, set: &PartSet) -> Vec<WriteRequest> {
+        (0..set.count)
+            .map(|i| {
+                let key = Self::key_item(connection, &body::part_key(case, &set.id, i));
+                WriteRequest::builder()
+                    .delete_request(
+                        DeleteRequest::builder()
+                            .set_key(Some(key))
+                            .build()
+                            .expect("a delete request with a key always builds"),
+                    )
+                    .build()
+            })
+            .collect()
+    }
+
+    /// Turns head items into data points, fetching and reassembling split bodies.
+    async fn decode(&self, heads: Vec<Item>) -> StoreResult<Vec<DataPoint>> {
+        let mut part_keys = Vec::new();
+        for item in &heads {
+            let head = parse_head(item)?;
+            if let Some(set) = &head.parts {
+                let a = Attrs::new(item, "data point head");
+                let (c, k) = (a.s(CONNECTION_ID)?, a.s(CASE_ID)?);
+                part_keys.extend(
+                    (0..set.count).map(|i| Self::key_item(c, &body::part_key(k, &set.id, i))),
+                );
+            }
+        }
+        let mut parts: HashMap<(String, String), Vec<u8>> = HashMap::new();
+        if !part_keys.is_empty() {
+            for item in self.batch.get(part_keys, &Projection::default()).await? {
+                let a = Attrs::new(&item, "data point part");
+                let key = (a.s(CONNECTION_ID)?.to_owned(), a.s(CASE_ID)?.to_owned());
+                parts.insert(key, a.b(BODY)?.to_vec());
+            }
+        }
+        heads
+            .iter()
+            .map(|item| {
+                let a = Attrs::new(item, "data point head");
+                let (c, k) = (a.s(CONNECTION_ID)?, a.s(CASE_ID)?);
+                let what = format!("data point {c}/{k}");
+                let head = parse_head(item)?;
+                match &head.parts {
+                    None => body::decompress(&what, Attrs::new(item, &what).b(BODY)?),
+                    Some(set) => {
+                        let mut bytes = Vec::with_capacity(set.count * PART_SIZE);
+                        for i in 0..set.count {
+                            let key = (c.to_owned(), body::part_key(k, &set.id, i));
+                            let part = parts.get(&key).ok_or_else(|| {
+                                corrupt(&what, format_args!("part {i} of {} is missing", set.count))
+                            })?;
+                            bytes.extend_from_slice(part);
+                        }
+                        body::decompress(&what, &bytes)
+                    }
+                }
+            })
+            .collect()
+    }
+
+    /// Pages through a connection's items with `Query`.
+    async fn query_page(
+        &self,
+        connection: &ConnectionId,
+        after: Option<&str>,
+        start: Option<Item>,
+        configure: impl FnOnce(
+            aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+            &mut Expr,
+        )
+            -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+    ) -> StoreResult<aws_sdk_dynamodb::operation::query::QueryOutput> {
+        let mut expr = Expr::new();
+        let mut key_condition = format!(
+            "{} = {}",
+            expr.name(CONNECTION_ID),
+            expr.value("connection", s(connection.as_str()))
+        );
+        if let Some(after) = after {
+            key_condition.push_str(&format!(
+                " AND {} > {}",
+                expr.name(CASE_ID),
+                expr.value("after", s(after))
+            ));
+        }
+        let builder = self
+            .client()
+            .query()
+            .table_name(self.table())
+            .key_condition_expression(key_condition)
+            .consistent_read(true)
+            .set_exclusive_start_key(start);
+        let builder = configure(builder, &mut expr);
+        builder
+            .set_expression_attribute_names(expr.names())
+            .set_expression_attribute_values(expr.values())
+            .send()
+            .await
+            .map_err(|e| {
+                store_error(
+                    e,
+                    format_args!("query data points of {connection} in {}", self.table()),
+                )
+            })
+    }
+}
+
+fn parse_head(item: &Item) -> StoreResult<StoredHead> {
+    let a = Attrs::new(item, "data point head");
+    let parts = match (a.opt_s(PART_SET)?, a.opt_n(PARTS)?) {
+        (Some(id), Some(count)) => Some(PartSet {
+            id: id.to_owned(),
+            count: usize::try_from(count)
+                .map_err(|_| corrupt("data point head", "part count out of range"))?,
+        }),
+        (None, None) => None,
+        _ => return Err(corrupt("data point head", "parts without a part set")),
+    };
+    Ok(StoredHead {
+        modstamp: time::parse("data point head", a.s(SYSTEM_MODSTAMP)?)?,
+        hash: a.s(CONTENT_HASH)?.to_owned(),
+        parts,
+    })
+}
+
+/// Applies a group's versions in order to what is stored, as the in-memory store would one
+/// after the other. Returns the counts and the version to write, if any.
+fn decide<'a>(
+    points: &[&'a DataPoint],
+    stored: Option<&StoredHead>,
+) -> (UpsertCounts, Option<&'a DataPoint>) {
+    let mut counts = UpsertCounts::default();
+    let mut current = stored.map(|h| (h.modstamp, h.hash.clone()));
+    let mut winner = None;
+    for p in points {
+        match &current {
+            None => counts.created += 1,
+            Some((modstamp, hash)) => match p.supersedes(*modstamp, hash) {
+                Supersedes::Update => counts.updated += 1,
+                Supersedes::Unchanged => {
+                    counts.unchanged += 1;
+                    continue;
+                }
+                Supersedes::Stale => {
+                    counts.stale += 1;
+                    continue;
+                }
+            },
+        }
+        current = Some((p.system_modstamp, p.content_hash()));
+        winner = Some(*p);
+    }
+    (counts, winner)
+}
+
+/// Splits planned head writes into transactions of at most 25 items and ~3.5 MB.
+fn transactions<'a, 'p>(planned: &'a [Planned<'p>]) -> Vec<&'a [Planned<'p>]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, p) in planned.iter().enumerate() {
+        if i > start && (i - start == TRANSACT_CHUNK || bytes + p.size > TRANSACT_MAX_BYTES) {
+            out.push(&planned[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += p.size;
+    }
+    if start < planned.len() {
+        out.push(&planned[start..]);
+    }
+    out
+}
+
+#[async_trait]
+impl DataPointWriter for DynamoDataPointStore {
+    /// 1. `BatchGetItem` (100 keys a call) reads the stored heads' modstamp and content hash.
+    /// 2. [`DataPoint::supersedes`] decides each point; unchanged and stale ones are not written.
+    /// 3. Body parts of large points are written with `BatchWriteItem` (25 a call), before any
+    ///    head refers to them.
+    /// 4. Heads are written with `TransactWriteItems` (25 a call), each put conditional on the
+    ///    stored head still being the one read in 1. A head that lost (another writer got
+    ///    there in between) is read again and decided again, so racing upserts end at the
+    ///    newest version and the counts say what this call did.
+    /// 5. Parts of superseded heads are deleted (best effort: a failure leaves unreferenced
+    ///    parts, which reads ignore and `delete_data_points` removes).
+    async fn upsert_data_points(&self, points: &[DataPoint]) -> StoreResult<UpsertCounts> {
+        let mut groups: Vec<Group<'_>> = Vec::new();
+        let mut index: HashMap<Key, usize> = HashMap::new();
+        for p in points {
+            let key = (
+                p.connection_id.as_str().to_owned(),
+                p.case_id.as_str().to_owned(),
+            );
+            let i = *index.entry(key.clone()).or_insert_with(|| {
+                groups.push(Group {
+                    key,
+                    points: Vec::new(),
+                    attempted: None,
+                });
+                groups.len() - 1
+            });
+            groups[i].points.push(p);
+        }
+
+        let mut counts = UpsertCounts::default();
+        let mut cleanup: Vec<WriteRequest> = Vec::new();
+        let mut pending: Vec<usize> = (0..groups.len()).collect();
+        let mut delays = self.batch.tuning.retry.delays();
+        while !pending.is_empty() {
+            let keys: Vec<&Key> = pending.iter().map(|&g| &groups[g].key).collect();
+            let stored = self.read_heads(&keys).await?;
+
+            let mut planned = Vec::new();
+            let mut part_puts = Vec::new();
+            for &g in &pending {
+                let group = &mut groups[g];
+                let head = stored.get(&group.key);
+                if let Some(set) = group.attempted.take()
+                    && head.and_then(|h| h.parts.as_ref()) != Some(&set)
+                {
+                    cleanup.extend(Self::part_deletes(&group.key.0, &group.key.1, &set));
+                }
+                let (group_counts, winner) = decide(&group.points, head);
+                match winner {
+                    None => counts += group_counts,
+                    Some(point) => {
+                        let (p, parts) = Self::plan(g, point, head.cloned(), group_counts)?;
+                        planned.push(p);
+                        part_puts.extend(parts.into_iter().map(|item| {
+                            WriteRequest::builder()
+                                .put_request(
+                                    PutRequest::builder()
+                                        .set_item(Some(item))
+                                        .build()
+                                        .expect("a put request with an item always builds"),
+                                )
+                                .build()
+                        }));
+                    }
+                }
+            }
+            if planned.is_empty() {
+                break;
+            }
+
+            self.batch.write(part_puts).await?;
+            let chunks = transactions(&planned);
+            // Futures collected first: a closure in the stream type trips the Send check of
+            // async_trait's boxed future (rust-lang/rust#102211).
+            let calls: Vec<_> = chunks.iter().map(|chunk| self.write_heads(chunk)).collect();
+            let results: Vec<ChunkResult> = futures::stream::iter(calls)
+                .buffered(self.batch.tuning.concurrency.max(1))
+                .try_collect()
+                .await?;
+
+            pending.clear();
+            for (chunk, result) in chunks.iter().zip(results) {
+                for p in chunk.iter() {
+                    match result {
+                        ChunkResult::Written => {
+                            counts += p.counts;
+                            if let Some(old) = p.expected.as_ref().and_then(|h| h.parts.as_ref()) {
+                                cleanup.extend(Self::part_deletes(
+                                    p.point.connection_id.as_str(),
+                                    p.point.case_id.as_str(),
+                                    old,
+                                ));
+                            }
+                        }
+                        ChunkResult::Retry => {
+                            groups[p.group].attempted = p.parts.clone();
+                            pending.push(p.group);
+                        }
+                    }
+                }
+            }
+            if !pending.is_empty() {
+                let Some(delay) = delays.next() else {
+                    return Err(StoreError::Unavailable(anyhow!(
+                        "{} data point heads in {} still contended after retries",
+                        pending.len(),
+                        self.table()
+                    )));
+                };
+                self.batch.metrics.retry();
+                tokio::time::sleep(delay).await;
+            }
+        }
+
+        if !cleanup.is_empty()
+            && let Err(e) = self.batch.write(cleanup).await
+        {
+            tracing::warn!(table = %self.table(), error = %e, "could not delete superseded data point parts");
+        }
+        Ok(counts)
+    }
+}
+
+#[async_trait]
+impl DataPointReader for DynamoDataPointStore {
+    async fn get_data_point(
+        &self,
+        connection: &ConnectionId,
+        case: &CaseId,
+    ) -> StoreResult<Option<DataPoint>> {
+        let out = self
+            .client()
+            .get_item()
+            .table_name(self.table())
+            .set_key(Some(Self::key_item(connection.as_str(), case.as_str())))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error(e, format_args!("read data point {connection}/{case}")))?;
+        match out.item {
+            None => Ok(None),
+            Some(item) => Ok(self.decode(vec![item]).await?.pop()),
+        }
+    }
+
+    /// `Query` with `Select: COUNT`, filtered to head items.
+    async fn count_data_points(&self, connection: &ConnectionId) -> StoreResult<u64> {
+        let mut total = 0u64;
+        let mut start = None;
+        loop {
+            let page = self
+                .query_page(connection, None, start.take(), |q, expr| {
+                    q.select(Select::Count)
+                        .filter_expression(format!("attribute_not_exists({})", expr.name(PART_OF)))
+                })
+                .await?;
+            total += u64::try_from(page.count).unwrap_or_default();
+            match page.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(total),
+            }
+        }
+    }
+
+    async fn list_data_points(
+        &self,
+        connection: &ConnectionId,
+        after: Option<&CaseId>,
+        limit: usize,
+    ) -> StoreResult<Vec<DataPoint>> {
+        let mut heads = Vec::new();
+        let mut start = None;
+        while heads.len() < limit {
+            let want = i32::try_from((limit - heads.len()).min(1000)).unwrap_or(1000);
+            let page = self
+                .query_page(
+                    connection,
+                    after.map(CaseId::as_str),
+                    start.take(),
+                    |q, expr| {
+                        q.limit(want).filter_expression(format!(
+                            "attribute_not_exists({})",
+                            expr.name(PART_OF)
+                        ))
+                    },
+                )
+                .await?;
+            heads.extend(page.items.unwrap_or_default());
+            match page.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => break,
+            }
+        }
+        heads.truncate(limit);
+        self.decode(heads).await
+    }
+}
+
+#[async_trait]
+impl DataPointDeleter for DynamoDataPointStore {
+    /// `Query` for the keys (heads and parts), then `BatchWriteItem` deletes, page by page.
+    async fn delete_data_points(&self, connection: &ConnectionId) -> StoreResult<u64> {
+        let mut deleted = 0u64;
+        let mut start = None;
+        loop {
+            let page = self
+                .query_page(connection, None, start.take(), |q, expr| {
+                    let projection = [CONNECTION_ID, CASE_ID, PART_OF]
+                        .map(|a| expr.name(a))
+                        .join(", ");
+                    q.projection_expression(projection)
+                })
+                .await?;
+            let mut requests = Vec::new();
+            for item in page.items() {
+                let a = Attrs::new(item, "data point item");
+                if a.opt_s(PART_OF)?.is_none() {
+                    deleted += 1;
+                }
+                let key = Self::key_item(a.s(CONNECTION_ID)?, a.s(CASE_ID)?);
+                requests.push(
+                    WriteRequest::builder()
+                        .delete_request(
+                            DeleteRequest::builder()
+                                .set_key(Some(key))
+                                .build()
+                                .expect("a delete request with a key always builds"),
+                        )
+                        .build(),
+                );
+            }
+            self.batch.write(requests).await?;
+            match page.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(deleted),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use casesync_core::data_point::{ContentSource, Participant};
+    use casesync_core::domain::ChannelName;
+
+    fn point(modstamp: &str, subject: &str) -> DataPoint {
+        let connection_id = ConnectionId::parse("conn_0123456789abcdef0123456789abcdef").unwrap();
+        let case_id = CaseId::parse("500xx000003DHb0AAG").unwrap();
+        DataPoint {
+            id: DataPoint::id_for(&connection_id, &case_id),
+            connection_id,
+            channel: ChannelName::parse("support").unwrap(),
+            case_id,
+            case_number: "1".into(),
+            subject: Some(subject.into()),
+            status: "Closed".into(),
+            priority: None,
+            origin: None,
+            case_type: None,
+            created_date: "2024-03-01T00:00:00Z".parse().unwrap(),
+            system_modstamp: modstamp.parse().unwrap(),
+            salesforce_link: "https://x".into(),
+            participant: Participant::default(),
+            content_source: ContentSource::None,
+            conversation: vec![],
+        }
+    }
+
+    fn head(p: &DataPoint) -> StoredHead {
+        StoredHead {
+            modstamp: p.system_modstamp,
+            hash: p.content_hash(),
+            parts: None,
+        }
+    }
+
+    #[test]
+    fn versions_of_one_case_in_one_batch_apply_in_order() {
+        let v1 = point("2024-03-01T00:00:00Z", "a");
+        let v2 = point("2024-03-02T00:00:00Z", "b");
+        let (counts, winner) = decide(&[&v1, &v2, &v1, &v2], None);
+        assert_eq!(
+            counts,
+            UpsertCounts {
+                created: 1,
+                updated: 1,
+                unchanged: 1,
+                stale: 1
+            }
+        );
+        assert_eq!(winner, Some(&v2));
+        let (counts, winner) = decide(&[&v1], Some(&head(&v2)));
+        assert_eq!((counts.stale, winner), (1, None));
+        let (counts, winner) = decide(&[&v2], Some(&head(&v2)));
+        assert_eq!((counts.unchanged, winner), (1, None));
+    }
+
+    #[test]
+    fn transactions_respect_count_and_size() {
+        let p = point("2024-03-01T00:00:00Z", "a");
+        let planned: Vec<Planned<'_>> = (0..60)
+            .map(|i| Planned {
+                group: i,
+                point: &p,
+                expected: None,
+                counts: UpsertCounts::default(),
+                head: Item::new(),
+                parts: None,
+                size: if i < 50 { 100 } else { 1_000_000 },
+            })
+            .collect();
+        let sizes: Vec<usize> = transactions(&planned).iter().map(|c| c.len()).collect();
+        assert_eq!(sizes, [25, 25, 3, 3, 3, 1]);
+    }
+}

@@ -1,0 +1,105 @@
+//! Call counters, cheap enough to leave on in production: one relaxed atomic add per AWS call.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Counts the batch calls the adapters make. Share one `Arc<Metrics>` between adapters (see
+/// `with_metrics` on each) and read it with [`Metrics::snapshot`]; subtract two snapshots to
+/// measure one piece of work.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    batch_write_item_calls: AtomicU64,
+    batch_write_item_requests: AtomicU64,
+    transact_write_items_calls: AtomicU64,
+    transact_write_items_items: AtomicU64,
+    batch_get_item_calls: AtomicU64,
+    send_message_batch_calls: AtomicU64,
+    retries: AtomicU64,
+}
+
+/// The counters at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MetricsSnapshot {
+    /// DynamoDB `BatchWriteItem` calls (body parts, part clean-up, deletes), retries included.
+    pub batch_write_item_calls: u64,
+    /// Put and delete requests sent in those calls (a retried request counts again).
+    pub batch_write_item_requests: u64,
+    /// DynamoDB `TransactWriteItems` calls: the conditional writes of data point heads.
+    pub transact_write_items_calls: u64,
+    /// Head items sent in those calls (a retried item counts again).
+    pub transact_write_items_items: u64,
+    /// DynamoDB `BatchGetItem` calls, retries of unprocessed keys included.
+    pub batch_get_item_calls: u64,
+    /// SQS `SendMessageBatch` calls, retries of failed entries included.
+    pub send_message_batch_calls: u64,
+    /// Retry rounds: unprocessed items or keys, failed queue entries, lost conditional writes.
+    pub retries: u64,
+}
+
+impl MetricsSnapshot {
+    /// DynamoDB write calls of any kind.
+    pub fn dynamodb_write_calls(&self) -> u64 {
+        self.batch_write_item_calls + self.transact_write_items_calls
+    }
+}
+
+impl std::ops::Sub for MetricsSnapshot {
+    type Output = MetricsSnapshot;
+    fn sub(self, o: Self) -> Self {
+        Self {
+            batch_write_item_calls: self.batch_write_item_calls - o.batch_write_item_calls,
+            batch_write_item_requests: self.batch_write_item_requests - o.batch_write_item_requests,
+            transact_write_items_calls: self.transact_write_items_calls
+                - o.transact_write_items_calls,
+            transact_write_items_items: self.transact_write_items_items
+                - o.transact_write_items_items,
+            batch_get_item_calls: self.batch_get_item_calls - o.batch_get_item_calls,
+            send_message_batch_calls: self.send_message_batch_calls - o.send_message_batch_calls,
+            retries: self.retries - o.retries,
+        }
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn snapshot(&self) -> MetricsSnapshot {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        MetricsSnapshot {
+            batch_write_item_calls: get(&self.batch_write_item_calls),
+            batch_write_item_requests: get(&self.batch_write_item_requests),
+            transact_write_items_calls: get(&self.transact_write_items_calls),
+            transact_write_items_items: get(&self.transact_write_items_items),
+            batch_get_item_calls: get(&self.batch_get_item_calls),
+            send_message_batch_calls: get(&self.send_message_batch_calls),
+            retries: get(&self.retries),
+        }
+    }
+
+    pub(crate) fn batch_write(&self, requests: usize) {
+        self.batch_write_item_calls.fetch_add(1, Ordering::Relaxed);
+        self.batch_write_item_requests
+            .fetch_add(requests as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn transact_write(&self, items: usize) {
+        self.transact_write_items_calls
+            .fetch_add(1, Ordering::Relaxed);
+        self.transact_write_items_items
+            .fetch_add(items as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn batch_get(&self) {
+        self.batch_get_item_calls.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn send_message_batch(&self) {
+        self.send_message_batch_calls
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn retry(&self) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
+    }
+}

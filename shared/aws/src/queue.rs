@@ -1,0 +1,186 @@
+//! The work queue on SQS FIFO.
+
+use std::sync::Arc;
+
+use anyhow::anyhow;
+use async_trait::async_trait;
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use futures::{StreamExt, TryStreamExt};
+use sha2::{Digest, Sha256};
+
+use casesync_core::ports::{StoreError, StoreResult, WorkItem, WorkKind, WorkQueue};
+
+use crate::error::store_error;
+use crate::metrics::Metrics;
+use crate::tuning::Tuning;
+
+/// Entries per `SendMessageBatch` call (SQS's limit).
+pub const SEND_BATCH: usize = 10;
+
+/// [`WorkQueue`] on an SQS FIFO queue.
+///
+/// * `MessageGroupId` = the connection id: SQS hands out one message of a group at a time, so
+///   two work items of one connection are never processed at once, while different
+///   connections run in parallel.
+/// * `MessageDeduplicationId` = SHA-256 of (connection id, kind, enqueued_at): a send retried
+///   within SQS's 5-minute deduplication window (a Lambda retry, an SDK retry after a timeout)
+///   does not enqueue the item twice. See [`deduplication_id`].
+/// * body = the [`WorkItem`] as JSON.
+#[derive(Debug, Clone)]
+pub struct SqsWorkQueue {
+    client: Client,
+    queue_url: String,
+    metrics: Arc<Metrics>,
+    tuning: Tuning,
+}
+
+/// The deduplication id of a work item: hex SHA-256 of `connection id|kind|enqueued_at`
+/// (64 characters; SQS allows 128).
+pub fn deduplication_id(item: &WorkItem) -> String {
+    let kind = match item.kind {
+        WorkKind::Tick => "tick",
+        WorkKind::Continuation => "continuation",
+    };
+    let enqueued = item
+        .enqueued_at
+        .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    let digest = Sha256::digest(format!("{}|{kind}|{enqueued}", item.connection_id));
+    hex::encode(digest)
+}
+
+impl SqsWorkQueue {
+    /// `queue_url` is the FIFO queue's URL (see [`crate::create_queue`]).
+    pub fn new(client: Client, queue_url: impl Into<String>) -> Self {
+        Self {
+            client,
+            queue_url: queue_url.into(),
+            metrics: Arc::new(Metrics::new()),
+            tuning: Tuning::default(),
+        }
+    }
+
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    pub fn with_tuning(mut self, tuning: Tuning) -> Self {
+        self.tuning = tuning;
+        self
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    pub fn queue_url(&self) -> &str {
+        &self.queue_url
+    }
+
+    /// Sends up to 10 items; entries SQS reports as failed through no fault of ours are sent
+    /// again with backoff. A sender fault, or failures left when the retries are spent, fail
+    /// the call.
+    async fn send_batch(&self, items: &[WorkItem]) -> StoreResult<()> {
+        let mut entries = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let body = serde_json::to_string(item)
+                .map_err(|e| StoreError::Unexpected(anyhow!("encode work item: {e}")))?;
+            let entry = SendMessageBatchRequestEntry::builder()
+                .id(i.to_string())
+                .message_body(body)
+                .message_group_id(item.connection_id.as_str())
+                .message_deduplication_id(deduplication_id(item))
+                .build()
+                .map_err(|e| StoreError::Unexpected(anyhow!("build queue entry: {e}")))?;
+            entries.push(entry);
+        }
+        let mut delays = self.tuning.retry.delays();
+        loop {
+            self.metrics.send_message_batch();
+            let out = self
+                .client
+                .send_message_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(entries.clone()))
+                .send()
+                .await
+                .map_err(|e| {
+                    store_error(e, format_args!("send work items to {}", self.queue_url))
+                })?;
+            let failed = out.failed();
+            if failed.is_empty() {
+                return Ok(());
+            }
+            if let Some(f) = failed.iter().find(|f| f.sender_fault) {
+                return Err(StoreError::Unexpected(anyhow!(
+                    "SQS refused {} of {} work items ({}: {})",
+                    failed.len(),
+                    entries.len(),
+                    f.code,
+                    f.message.as_deref().unwrap_or("")
+                )));
+            }
+            let Some(delay) = delays.next() else {
+                let f = &failed[0];
+                return Err(StoreError::Unavailable(anyhow!(
+                    "SQS failed {} of {} work items after retries ({}: {})",
+                    failed.len(),
+                    entries.len(),
+                    f.code,
+                    f.message.as_deref().unwrap_or("")
+                )));
+            };
+            let retry: Vec<&str> = failed.iter().map(|f| f.id.as_str()).collect();
+            entries.retain(|e| retry.contains(&e.id.as_str()));
+            self.metrics.retry();
+            tokio::time::sleep(delay).await;
+        }
+    }
+}
+
+#[async_trait]
+impl WorkQueue for SqsWorkQueue {
+    /// `SendMessageBatch` calls of 10 entries, in parallel (bounded by the tuning's
+    /// concurrency). `Ok` only when every item was accepted; on an error some items may have
+    /// been sent, and sending all again is safe within the deduplication window.
+    async fn enqueue(&self, items: &[WorkItem]) -> StoreResult<()> {
+        let calls: Vec<_> = items
+            .chunks(SEND_BATCH)
+            .map(|chunk| self.send_batch(chunk))
+            .collect();
+        futures::stream::iter(calls)
+            .buffer_unordered(self.tuning.concurrency.max(1))
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use casesync_core::domain::ConnectionId;
+
+    #[test]
+    fn deduplication_ids_follow_connection_kind_and_time() {
+        let item = WorkItem {
+            connection_id: ConnectionId::parse("conn_0123456789abcdef0123456789abcdef").unwrap(),
+            kind: WorkKind::Tick,
+            enqueued_at: "2024-03-04T17:00:00Z".parse().unwrap(),
+        };
+        let id = deduplication_id(&item);
+        assert_eq!(id.len(), 64);
+        assert_eq!(deduplication_id(&item.clone()), id);
+        let later = WorkItem {
+            enqueued_at: "2024-03-04T17:00:00.001Z".parse().unwrap(),
+            ..item.clone()
+        };
+        let other_kind = WorkItem {
+            kind: WorkKind::Continuation,
+            ..item.clone()
+        };
+        assert_ne!(deduplication_id(&later), id);
+        assert_ne!(deduplication_id(&other_kind), id);
+    }
+}
