@@ -43,9 +43,19 @@ pub fn json(status: StatusCode, value: &impl Serialize) -> Resp {
 
 /// A REST error: a JSON array `[{"message": ..., "errorCode": ...}]`.
 pub fn sf_error(status: StatusCode, code: &str, message: &str) -> Resp {
+    // A struct, not `json!`, to keep Salesforce's key order: message, then errorCode.
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct SfError<'a> {
+        message: &'a str,
+        error_code: &'a str,
+    }
     json(
         status,
-        &serde_json::json!([{ "message": message, "errorCode": code }]),
+        &[SfError {
+            message,
+            error_code: code,
+        }],
     )
 }
 

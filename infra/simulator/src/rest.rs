@@ -173,7 +173,9 @@ pub(crate) async fn handle(sh: Arc<Shared>, req: Request<Incoming>) -> Result<Re
         match &route {
             Route::Query { soql, .. } => {
                 let q = soql.as_deref().unwrap_or("");
-                st.push_soql(q);
+                if soql.is_some() {
+                    st.push_soql(q);
+                }
                 if let Some(b) = batch {
                     st.stats.last_batch_size_requested = Some(b);
                     st.stats.max_batch_size_requested =
@@ -514,9 +516,10 @@ fn new_query(
         Err(e) => return sf_error(StatusCode::BAD_REQUEST, e.code, &e.message),
     };
     if plan.count_only {
-        return http::json(
+        return http::body(
             StatusCode::OK,
-            &serde_json::json!({"totalSize": rows.len(), "done": true, "records": []}),
+            "application/json;charset=UTF-8",
+            format!(r#"{{"totalSize":{},"done":true,"records":[]}}"#, rows.len()),
         );
     }
     let plan = Arc::new(plan);
