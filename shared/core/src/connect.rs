@@ -12,8 +12,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use secrecy::SecretString;
 
 use crate::domain::{
-    ApiVersion, BackfillWindow, ChannelName, Connection, ConnectionId, InstanceUrl, LoginUrl,
-    QueueScope,
+    ApiVersion, BackfillWindow, ChannelName, Connection, ConnectionId, LoginUrl, QueueScope,
 };
 use crate::ports::{
     AuthStateStore, ConnectionReader, ConnectionWriter, PendingAuthorization, SecretStore,
@@ -206,7 +205,19 @@ where
     };
     match pending.reauthorize {
         Some(id) => reauthorize(store, secrets, &id, grant).await,
-        None => create(store, secrets, pending.login_url, settings, grant, now).await,
+        None => {
+            let client_id = oauth.app().client_id.clone();
+            create(
+                store,
+                secrets,
+                pending.login_url,
+                client_id,
+                settings,
+                grant,
+                now,
+            )
+            .await
+        }
     }
 }
 
@@ -229,7 +240,8 @@ where
     if grant.refresh_token.is_none() {
         grant.refresh_token = Some(refresh_token);
     }
-    create(store, secrets, login_url, settings, grant, now).await
+    let client_id = oauth.app().client_id.clone();
+    create(store, secrets, login_url, client_id, settings, grant, now).await
 }
 
 /// Re-authorizes an existing connection with a refresh token obtained elsewhere; the cursor is
@@ -248,6 +260,10 @@ where
         .get_connection(id)
         .await?
         .ok_or(ConnectError::ConnectionGone)?;
+    let oauth = match &connection.client_id {
+        Some(client_id) => oauth.for_client_id(client_id),
+        None => oauth.clone(),
+    };
     let mut grant = oauth.refresh(&connection.login_url, &refresh_token).await?;
     if grant.refresh_token.is_none() {
         grant.refresh_token = Some(refresh_token);
@@ -259,6 +275,7 @@ async fn create<S>(
     store: &S,
     secrets: &dyn SecretStore,
     login_url: LoginUrl,
+    client_id: String,
     settings: ConnectionSettings,
     grant: TokenGrant,
     now: DateTime<Utc>,
@@ -276,7 +293,8 @@ where
         settings.scope,
         settings.backfill,
         now,
-    );
+    )
+    .with_client_id(client_id);
     // The token first: a connection without its token would fail its first sync.
     secrets
         .put_refresh_token(&connection.id, &refresh_token)
@@ -309,11 +327,6 @@ where
         .get_connection(id)
         .await?
         .ok_or(ConnectError::ConnectionGone)
-}
-
-/// Checks that an instance URL a caller supplies (rather than Salesforce) is acceptable.
-pub fn check_instance(raw: &str) -> Result<InstanceUrl, ConnectError> {
-    InstanceUrl::parse(raw).map_err(|e| ConnectError::Salesforce(e.into()))
 }
 
 #[cfg(test)]

@@ -172,6 +172,10 @@ pub const MAX_RECORDED_FAILURES: usize = 200;
 pub struct Connection {
     pub id: ConnectionId,
     pub channel: ChannelName,
+    /// The Connected App (consumer key) that issued the refresh token; `None` means the
+    /// deployment's one app. A refresh token only works with the app that issued it.
+    #[serde(default)]
+    pub client_id: Option<String>,
     pub login_url: LoginUrl,
     pub instance_url: InstanceUrl,
     pub api_version: ApiVersion,
@@ -210,6 +214,7 @@ impl Connection {
         Self {
             id,
             channel,
+            client_id: None,
             login_url,
             instance_url,
             api_version,
@@ -223,6 +228,14 @@ impl Connection {
             last_run: None,
             failures: Vec::new(),
         }
+    }
+}
+
+impl Connection {
+    /// Records which Connected App issued this connection's refresh token.
+    pub fn with_client_id(mut self, client_id: impl Into<String>) -> Self {
+        self.client_id = Some(client_id.into());
+        self
     }
 }
 

@@ -30,8 +30,12 @@ impl Salesforce {
 
     /// A REST client for one connection, with tokens from its stored refresh token.
     pub fn org(&self, connection: &Connection, secrets: Arc<dyn SecretStore>) -> Arc<OrgApi> {
+        let oauth = match &connection.client_id {
+            Some(id) => self.oauth.for_client_id(id),
+            None => self.oauth.clone(),
+        };
         let tokens = Arc::new(RefreshingTokens::new(
-            self.oauth.clone(),
+            oauth,
             connection.login_url.clone(),
             connection.id.clone(),
             secrets,

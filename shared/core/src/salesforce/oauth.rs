@@ -99,6 +99,21 @@ impl OAuthClient {
         &self.app
     }
 
+    /// The same client for another Connected App (consumer key), with the same secret.
+    pub fn for_client_id(&self, client_id: &str) -> Self {
+        if client_id == self.app.client_id {
+            return self.clone();
+        }
+        Self {
+            http: self.http.clone(),
+            app: Arc::new(OAuthApp {
+                client_id: client_id.to_owned(),
+                client_secret: self.app.client_secret.clone(),
+            }),
+            retry: self.retry,
+        }
+    }
+
     /// The authorize URL with a fresh single-use `state` and a PKCE S256 challenge.
     pub fn authorize(&self, login: &LoginUrl, redirect_uri: &str) -> AuthorizationRequest {
         let (challenge, verifier) = oauth2::PkceCodeChallenge::new_random_sha256();
