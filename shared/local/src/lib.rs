@@ -46,6 +46,6 @@ pub use data_dir::{
 pub use queue::LocalQueue;
 pub use secrets::{FileSecretStore, SecretFileError};
 pub use sqlite::{
-    CorruptRow, Lease, OpenError, RunHistoryEntry, SCHEMA_VERSION, SQLITE_APPLICATION_ID,
-    SqliteOptions, SqliteStore, Synchronous,
+    CorruptRow, Lease, OpenError, PAGE_SIZE, RunHistoryEntry, SCHEMA_VERSION,
+    SQLITE_APPLICATION_ID, SqliteOptions, SqliteStore, Synchronous,
 };

@@ -63,6 +63,7 @@ async fn a_connection_round_trips_every_field_exactly() {
         &c.cursor,
     ));
     c.failures = vec![failure(1), failure(2)];
+    let c = c.with_client_id("3MVG9consumer-key");
 
     store.insert_connection(&c).await.unwrap();
 

@@ -56,11 +56,17 @@ async fn an_unchanged_point_is_not_rewritten() {
     let (_dir, store) = temp_store();
     let conn = ConnectionId::new_random();
     let p = small_point(&conn, 1, secs(10));
-    store.upsert_data_points(&[p.clone()]).await.unwrap();
+    store
+        .upsert_data_points(std::slice::from_ref(&p))
+        .await
+        .unwrap();
 
     // A replay (lookback overlap): same modstamp, same content.
     assert_eq!(
-        store.upsert_data_points(&[p.clone()]).await.unwrap(),
+        store
+            .upsert_data_points(std::slice::from_ref(&p))
+            .await
+            .unwrap(),
         counts(0, 0, 1, 0)
     );
     assert_eq!(
@@ -117,7 +123,10 @@ async fn an_older_version_never_overwrites_a_newer_one() {
     let newer = small_point(&conn, 1, secs(20));
     let mut older = small_point(&conn, 1, secs(10));
     older.status = "Working".into();
-    store.upsert_data_points(&[newer.clone()]).await.unwrap();
+    store
+        .upsert_data_points(std::slice::from_ref(&newer))
+        .await
+        .unwrap();
 
     assert_eq!(
         store.upsert_data_points(&[older]).await.unwrap(),
@@ -378,7 +387,10 @@ async fn points_survive_reopening_the_database() {
     );
     {
         let store = SqliteStore::open(&path).unwrap();
-        store.upsert_data_points(&[p.clone()]).await.unwrap();
+        store
+            .upsert_data_points(std::slice::from_ref(&p))
+            .await
+            .unwrap();
     }
     let store = SqliteStore::open(&path).unwrap();
     assert_eq!(

@@ -97,6 +97,9 @@ pub struct SqliteOptions {
     /// `StoreError::Unavailable`. Default 10 s.
     pub busy_timeout: Duration,
     pub synchronous: Synchronous,
+    /// Checkpoint the write-ahead log into the database once it holds this many pages of
+    /// [`PAGE_SIZE`] bytes. Default 1000 (16 MiB).
+    pub wal_autocheckpoint_pages: u32,
 }
 
 impl Default for SqliteOptions {
@@ -104,9 +107,18 @@ impl Default for SqliteOptions {
         Self {
             busy_timeout: Duration::from_secs(10),
             synchronous: Synchronous::Normal,
+            wal_autocheckpoint_pages: 1000,
         }
     }
 }
+
+/// The page size of a new database. Data points are ~1-30 KB of JSON: with 16 KiB pages most fit
+/// in one or two pages instead of a chain of 4 KiB overflow pages, which measured about twice
+/// as fast to write. (Only a new, empty database takes it; an existing one keeps its own.)
+pub const PAGE_SIZE: u32 = 16 * 1024;
+
+/// Past a checkpoint, the WAL file is truncated back to this size.
+const JOURNAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 
 /// Who holds a connection's sync lease, and until when.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,6 +173,9 @@ fn open_connection(path: &Path, options: &SqliteOptions) -> Result<Connection, O
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags).map_err(&err)?;
     conn.busy_timeout(options.busy_timeout).map_err(&err)?;
+    // A no-op unless the database is still empty.
+    conn.pragma_update(None, "page_size", PAGE_SIZE)
+        .map_err(&err)?;
     // The first statement that reads the file: a file that is not a database fails here.
     let mode: String = conn
         .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
@@ -176,6 +191,10 @@ fn open_connection(path: &Path, options: &SqliteOptions) -> Result<Connection, O
         Synchronous::Full => "FULL",
     };
     conn.pragma_update(None, "synchronous", sync)
+        .map_err(&err)?;
+    conn.pragma_update(None, "wal_autocheckpoint", options.wal_autocheckpoint_pages)
+        .map_err(&err)?;
+    conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)
         .map_err(&err)?;
     conn.set_prepared_statement_cache_capacity(32);
     Ok(conn)

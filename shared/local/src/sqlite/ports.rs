@@ -21,7 +21,7 @@ use super::{Lease, RunHistoryEntry, SqliteStore, run_blocking, sql_error};
 
 const CONNECTION_COLUMNS: &str = "id, channel, login_url, instance_url, api_version, scope, \
      backfill, state, state_reason, cursor_modstamp, cursor_case_id, created_at, \
-     last_lookback_at, last_run, failures";
+     last_lookback_at, last_run, failures, client_id";
 
 /// A `connections` row as stored, before its columns are parsed.
 struct ConnectionRow {
@@ -40,6 +40,7 @@ struct ConnectionRow {
     last_lookback_at: Option<String>,
     last_run: Option<String>,
     failures: String,
+    client_id: Option<String>,
 }
 
 impl ConnectionRow {
@@ -60,6 +61,7 @@ impl ConnectionRow {
             last_lookback_at: r.get(12)?,
             last_run: r.get(13)?,
             failures: r.get(14)?,
+            client_id: r.get(15)?,
         })
     }
 
@@ -71,6 +73,7 @@ impl ConnectionRow {
         Ok(Connection {
             id: d.parse("id", &self.id, ConnectionId::parse)?,
             channel: d.parse("channel", &self.channel, ChannelName::parse)?,
+            client_id: self.client_id.clone(),
             login_url: d.parse("login_url", &self.login_url, LoginUrl::parse)?,
             instance_url: d.parse("instance_url", &self.instance_url, InstanceUrl::parse)?,
             api_version: d.parse("api_version", &self.api_version, ApiVersion::parse)?,
@@ -187,7 +190,7 @@ impl ConnectionWriter for SqliteStore {
             let result = db.execute(
                 &format!(
                     "INSERT INTO connections ({CONNECTION_COLUMNS}) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
                 ),
                 params![
                     c.id.as_str(),
@@ -205,6 +208,7 @@ impl ConnectionWriter for SqliteStore {
                     c.last_lookback_at.map(timestamp),
                     last_run,
                     failures,
+                    c.client_id,
                 ],
             );
             match result {
@@ -475,28 +479,33 @@ impl LeaseStore for SqliteStore {
     }
 }
 
-/// A data point ready for its row: serialised and hashed once.
+/// A data point ready for its row: serialised once; hashed from the same bytes.
 struct EncodedPoint {
     connection_id: String,
     case_id: String,
     modstamp: DateTime<Utc>,
+    /// Filled in by [`EncodedPoint::hash`] on the blocking pool.
     hash: String,
     body: String,
 }
 
 impl EncodedPoint {
+    /// Serialises `p`: the only per-point work done on the caller's thread (it replaces a deep
+    /// clone of the point, which `spawn_blocking` would otherwise need, and costs about as much).
     fn new(p: &DataPoint) -> StoreResult<Self> {
-        let body = json("a data point", p)?;
-        // Exactly `DataPoint::content_hash` (SHA-256 of the serde_json bytes, hex), computed
-        // from the bytes we store instead of serialising a second time; a test holds them equal.
-        let hash = hex::encode(Sha256::digest(body.as_bytes()));
         Ok(Self {
             connection_id: p.connection_id.as_str().to_owned(),
             case_id: p.case_id.as_str().to_owned(),
             modstamp: p.system_modstamp,
-            hash,
-            body,
+            hash: String::new(),
+            body: json("a data point", p)?,
         })
+    }
+
+    /// Exactly `DataPoint::content_hash` (hex SHA-256 of the serde_json bytes), computed from
+    /// the bytes we store instead of serialising a second time; a test holds them equal.
+    fn hash(&mut self) {
+        self.hash = hex::encode(Sha256::digest(self.body.as_bytes()));
     }
 }
 
@@ -594,15 +603,14 @@ impl DataPointWriter for SqliteStore {
         if points.is_empty() {
             return Ok(UpsertCounts::default());
         }
-        let points = points.to_vec();
+        let mut encoded = points
+            .iter()
+            .map(EncodedPoint::new)
+            .collect::<StoreResult<Vec<_>>>()?;
         let inner = self.inner.clone();
         run_blocking(move || {
-            // Serialise and hash before taking the lock: other writers wait only for SQLite.
-            let encoded = points
-                .iter()
-                .map(EncodedPoint::new)
-                .collect::<StoreResult<Vec<_>>>()?;
-            drop(points);
+            // Hash before taking the lock: other writers wait only for SQLite.
+            encoded.iter_mut().for_each(EncodedPoint::hash);
             let counts = {
                 let mut db = inner.writer.lock().unwrap_or_else(PoisonError::into_inner);
                 upsert_encoded(&mut db, &encoded)?
@@ -876,5 +884,61 @@ impl SqliteStore {
                 .collect()
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use casesync_core::data_point::{ContentSource, Participant};
+    use chrono::TimeZone;
+
+    fn sample() -> DataPoint {
+        let connection_id = ConnectionId::parse("conn_0123456789abcdef0123456789abcdef").unwrap();
+        let case_id = CaseId::parse("500xx000003DHb0AAG").unwrap();
+        DataPoint {
+            id: DataPoint::id_for(&connection_id, &case_id),
+            connection_id,
+            channel: ChannelName::parse("support").unwrap(),
+            case_id,
+            case_number: "00001026".into(),
+            subject: Some("Drucker brennt — «ünïcödé» \"quoted\" \\ back\nslash".into()),
+            status: "Closed".into(),
+            priority: None,
+            origin: Some("Email".into()),
+            case_type: None,
+            created_date: Utc.with_ymd_and_hms(2024, 3, 1, 9, 15, 2).unwrap(),
+            system_modstamp: Utc.timestamp_millis_opt(1_709_571_600_123).unwrap(),
+            salesforce_link: "https://acme.my.salesforce.com/lightning/r/Case/x/view".into(),
+            participant: Participant::default(),
+            content_source: ContentSource::Description,
+            conversation: vec![],
+        }
+    }
+
+    #[test]
+    fn the_stored_hash_is_the_core_content_hash() {
+        let p = sample();
+        let mut e = EncodedPoint::new(&p).unwrap();
+        e.hash();
+        assert_eq!(e.hash, p.content_hash());
+        assert_eq!(serde_json::from_str::<DataPoint>(&e.body).unwrap(), p);
+    }
+
+    #[test]
+    fn decide_is_data_point_supersedes() {
+        let p = sample();
+        let hash = p.content_hash();
+        let t = p.system_modstamp;
+        let second = TimeDelta::seconds(1);
+        for stored_modstamp in [t - second, t, t + second] {
+            for stored_hash in [hash.as_str(), "something else"] {
+                assert_eq!(
+                    decide(t, &hash, stored_modstamp, stored_hash),
+                    p.supersedes(stored_modstamp, stored_hash),
+                    "{stored_modstamp} {stored_hash}"
+                );
+            }
+        }
     }
 }

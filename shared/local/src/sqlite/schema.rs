@@ -26,6 +26,7 @@ const V1: &str = r#"
 CREATE TABLE connections (
     id               TEXT PRIMARY KEY NOT NULL,
     channel          TEXT NOT NULL,
+    client_id        TEXT,                      -- the Connected App's consumer key; NULL: the default app
     login_url        TEXT NOT NULL,
     instance_url     TEXT NOT NULL,
     api_version      TEXT NOT NULL,             -- "59.0"
