@@ -206,3 +206,62 @@ pub fn org_with_queue() -> (Org, String) {
 
 pub use casesync_core;
 pub use sf_simulator;
+
+/// One row of the reliability suite: what was tried, how often, and what was lost.
+#[derive(Debug, Default, Clone)]
+pub struct Figures {
+    pub row: String,
+    pub trials: u64,
+    pub lost: u64,
+    pub duplicated: u64,
+    pub stale: u64,
+}
+
+impl Figures {
+    pub fn new(row: impl Into<String>) -> Self {
+        Self {
+            row: row.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Prints the row for the README's Reliability table (`--nocapture` shows it) and asserts
+    /// that nothing was lost, duplicated or left stale.
+    pub fn report(&self) {
+        println!(
+            "RELIABILITY | {} | {} trials | lost {} | duplicated {} | stale {}",
+            self.row, self.trials, self.lost, self.duplicated, self.stale
+        );
+        assert!(self.trials > 0, "{}: no trial ran", self.row);
+        assert_eq!(
+            (self.lost, self.duplicated, self.stale),
+            (0, 0, 0),
+            "{}: data was lost, duplicated or stale",
+            self.row
+        );
+    }
+
+    /// Compares the stored data points with the org's closed Cases owned by `queue`.
+    pub fn check(&mut self, h: &Harness, queue: &str) {
+        self.trials += 1;
+        let expected: std::collections::BTreeMap<String, DateTime<Utc>> = h.sim.with_org(|o| {
+            o.cases()
+                .iter()
+                .filter(|c| c.is_closed() && c.owner_id.as_str() == queue)
+                .map(|c| (c.id.as_str().to_owned(), c.system_modstamp))
+                .collect()
+        });
+        let points = h.points();
+        let mut seen = std::collections::BTreeSet::new();
+        for p in &points {
+            if !seen.insert(p.case_id.to_string()) {
+                self.duplicated += 1;
+            }
+            match expected.get(p.case_id.as_str()) {
+                Some(at) if *at != p.system_modstamp => self.stale += 1,
+                _ => {}
+            }
+        }
+        self.lost += expected.keys().filter(|k| !seen.contains(*k)).count() as u64;
+    }
+}

@@ -107,8 +107,8 @@ impl OrgApi {
         batch_size: Option<u32>,
     ) -> Result<(QueryPage<T>, Vec<RecordDecodeError>), SalesforceError> {
         let url = self.data_url("/query");
-        let body = self.get(&url, Some(soql.as_str()), batch_size).await?;
-        decode_page(&body).map_err(|e| SalesforceError::Decode(format!("query page: {e}")))
+        self.get(&url, Some(soql.as_str()), batch_size, decode_query_page)
+            .await
     }
 
     /// A further page: a `nextRecordsUrl` of a query or of a truncated child list.
@@ -118,8 +118,7 @@ impl OrgApi {
         batch_size: Option<u32>,
     ) -> Result<(QueryPage<T>, Vec<RecordDecodeError>), SalesforceError> {
         let url = self.next_url(next_records_url)?;
-        let body = self.get(&url, None, batch_size).await?;
-        decode_page(&body).map_err(|e| SalesforceError::Decode(format!("query page: {e}")))
+        self.get(&url, None, batch_size, decode_query_page).await
     }
 
     /// `SELECT COUNT() ...`: the answer is the page's `totalSize`.
@@ -130,9 +129,12 @@ impl OrgApi {
 
     pub async fn describe(&self, object: SObject) -> Result<Describe, SalesforceError> {
         let url = self.data_url(&format!("/sobjects/{}/describe", object.api_name()));
-        let body = self.get(&url, None, None).await?;
-        serde_json::from_slice(&body)
-            .map_err(|e| SalesforceError::Decode(format!("describe {}: {e}", object.api_name())))
+        self.get(&url, None, None, |body| {
+            serde_json::from_slice(body).map_err(|e| {
+                SalesforceError::Decode(format!("describe {}: {e}", object.api_name()))
+            })
+        })
+        .await
     }
 
     /// A `nextRecordsUrl` is a path on the instance. Anything else (another host, a path
@@ -151,24 +153,28 @@ impl OrgApi {
         Ok(self.instance.join(next))
     }
 
-    async fn get(
+    /// GETs and decodes, as one attempt: a body that does not decode (malformed, or cut off
+    /// by a broken connection) is retried like any other transient failure.
+    async fn get<T>(
         &self,
         url: &str,
         soql: Option<&str>,
         batch_size: Option<u32>,
-    ) -> Result<bytes::Bytes, SalesforceError> {
+        decode: impl Fn(&[u8]) -> Result<T, SalesforceError>,
+    ) -> Result<T, SalesforceError> {
         let attempts = AtomicU64::new(0);
         let attempt = || async {
             attempts.fetch_add(1, Ordering::Relaxed);
             let token = self.tokens.current().await?;
-            match self.send(url, soql, batch_size, &token).await {
+            let body = match self.send(url, soql, batch_size, &token).await {
                 Err(SalesforceError::InvalidSession { .. }) => {
                     // Once: if the fresh token is rejected too, the error stands.
                     let fresh = self.tokens.refresh_after(&token).await?;
                     self.send(url, soql, batch_size, &fresh).await
                 }
                 other => other,
-            }
+            }?;
+            decode(&body)
         };
         attempt
             .retry(self.retry.backoff())
@@ -226,6 +232,12 @@ impl OrgApi {
             Err(classify(status.as_u16(), &body))
         }
     }
+}
+
+fn decode_query_page<T: DeserializeOwned>(
+    body: &[u8],
+) -> Result<(QueryPage<T>, Vec<RecordDecodeError>), SalesforceError> {
+    decode_page(body).map_err(|e| SalesforceError::Decode(format!("query page: {e}")))
 }
 
 /// Turns an error response into the error that says what to do about it.
