@@ -91,7 +91,13 @@ impl DataDir {
                 }
             }
             Ok(_) => return Err(DataDirError::NotADirectory { path }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            // Not a directory: a parent is a file; creating fails with a clear message.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                ) =>
+            {
                 DirBuilder::new()
                     .recursive(true)
                     .mode(0o700)

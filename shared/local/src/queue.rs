@@ -117,3 +117,85 @@ impl std::fmt::Debug for LocalQueue {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use casesync_core::ports::WorkKind;
+    use chrono::{TimeZone, Utc};
+
+    fn item(id: &ConnectionId, kind: WorkKind, minute: u32) -> WorkItem {
+        WorkItem {
+            connection_id: id.clone(),
+            kind,
+            enqueued_at: Utc.with_ymd_and_hms(2024, 3, 4, 17, minute, 0).unwrap(),
+        }
+    }
+
+    #[tokio::test]
+    async fn items_come_out_in_the_order_they_went_in() {
+        let q = LocalQueue::new();
+        let ids: Vec<_> = (0..4).map(|_| ConnectionId::new_random()).collect();
+        let items: Vec<_> = ids.iter().map(|id| item(id, WorkKind::Tick, 0)).collect();
+        q.enqueue(&items).await.unwrap();
+        assert_eq!(q.len(), 4);
+        assert!(q.contains(&ids[2]));
+        let popped: Vec<_> = std::iter::from_fn(|| q.pop()).collect();
+        assert_eq!(popped, items);
+        assert!(q.is_empty());
+        assert_eq!(q.pop(), None);
+    }
+
+    #[tokio::test]
+    async fn a_connection_already_waiting_is_not_queued_again() {
+        let q = LocalQueue::new();
+        let (a, b) = (ConnectionId::new_random(), ConnectionId::new_random());
+        q.enqueue(&[item(&a, WorkKind::Tick, 0), item(&a, WorkKind::Tick, 1)])
+            .await
+            .unwrap();
+        q.enqueue(&[
+            item(&b, WorkKind::Tick, 2),
+            item(&a, WorkKind::Continuation, 3),
+        ])
+        .await
+        .unwrap();
+        assert_eq!(q.len(), 2);
+        // The first item for a connection is the one kept, in its place.
+        assert_eq!(
+            q.drain(),
+            [item(&a, WorkKind::Tick, 0), item(&b, WorkKind::Tick, 2)]
+        );
+        assert!(q.is_empty() && !q.contains(&a));
+    }
+
+    #[tokio::test]
+    async fn once_popped_a_connection_may_be_queued_again() {
+        let q = LocalQueue::new();
+        let a = ConnectionId::new_random();
+        assert!(q.push(item(&a, WorkKind::Tick, 0)));
+        assert!(!q.push(item(&a, WorkKind::Tick, 1)));
+        assert_eq!(q.pop(), Some(item(&a, WorkKind::Tick, 0)));
+        // The run stopped with work left: its continuation is queued.
+        assert!(q.push(item(&a, WorkKind::Continuation, 2)));
+        assert_eq!(q.pop(), Some(item(&a, WorkKind::Continuation, 2)));
+    }
+
+    #[tokio::test]
+    async fn next_waits_for_an_item() {
+        let q = std::sync::Arc::new(LocalQueue::new());
+        let a = ConnectionId::new_random();
+        let waiter = tokio::spawn({
+            let q = q.clone();
+            async move { q.next().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        q.enqueue(&[item(&a, WorkKind::Tick, 0)]).await.unwrap();
+        let got = tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+            .await
+            .expect("next() woke up")
+            .unwrap();
+        assert_eq!(got, item(&a, WorkKind::Tick, 0));
+        assert!(q.is_empty());
+    }
+}
