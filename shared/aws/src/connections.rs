@@ -23,6 +23,7 @@ use crate::time;
 // Attribute names of a connection item.
 const ID: &str = "connection_id";
 const CHANNEL: &str = "channel";
+const CLIENT_ID: &str = "client_id";
 const LOGIN_URL: &str = "login_url";
 const INSTANCE_URL: &str = "instance_url";
 const API_VERSION: &str = "api_version";
@@ -190,6 +191,9 @@ fn to_item(c: &Connection) -> StoreResult<Item> {
     if let Some(case) = &c.cursor.case_id {
         item.insert(CURSOR_CASE_ID.to_owned(), s(case.as_str()));
     }
+    if let Some(client_id) = &c.client_id {
+        item.insert(CLIENT_ID.to_owned(), s(client_id));
+    }
     if let Some(reason) = &c.state_reason {
         item.insert(STATE_REASON.to_owned(), s(reason));
     }
@@ -246,6 +250,7 @@ fn from_item(item: &Item) -> StoreResult<Connection> {
     Ok(Connection {
         id: a.parse(ID, ConnectionId::parse)?,
         channel: a.parse(CHANNEL, ChannelName::parse)?,
+        client_id: a.opt_s(CLIENT_ID)?.map(str::to_owned),
         login_url: a.parse(LOGIN_URL, LoginUrl::parse)?,
         instance_url: a.parse(INSTANCE_URL, InstanceUrl::parse)?,
         api_version: a.parse(API_VERSION, ApiVersion::parse)?,

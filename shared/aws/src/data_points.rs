@@ -7,10 +7,7 @@ use std::sync::Arc;
 use anyhow::anyhow;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{
-    DeleteRequest, Put, PutRequest, Select, TransactWriteItem, WriteRequest,
-};
+use aws_sdk_dynamodb::types::{DeleteRequest, PutRequest, Select, WriteRequest};
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
 
@@ -22,7 +19,7 @@ use casesync_core::ports::{
 
 use crate::batch::{Batcher, Projection};
 use crate::body::{self, INLINE_LIMIT, PART_SIZE};
-use crate::error::{ErrorClass, classify, corrupt, is_transient_code, store_error};
+use crate::error::{ErrorClass, classify, corrupt, store_error};
 use crate::item::{Attrs, Expr, Item, b, n, s};
 use crate::metrics::Metrics;
 use crate::time;
@@ -38,11 +35,6 @@ const BODY: &str = "body";
 const PARTS: &str = "parts";
 const PART_SET: &str = "part_set";
 const PART_OF: &str = "part_of";
-
-/// Head items per `TransactWriteItems` call.
-pub(crate) const TRANSACT_CHUNK: usize = 25;
-/// DynamoDB caps a transaction at 4 MB; stay clear of it.
-const TRANSACT_MAX_BYTES: usize = 3_500_000;
 
 /// The `data_points` table: [`DataPointWriter`], [`DataPointReader`], [`DataPointDeleter`].
 #[derive(Clone)]
@@ -93,13 +85,6 @@ struct Planned<'a> {
     counts: UpsertCounts,
     head: Item,
     parts: Option<PartSet>,
-    size: usize,
-}
-
-enum ChunkResult {
-    Written,
-    /// Lost a condition, a transaction conflict or throttling: re-read and decide again.
-    Retry,
 }
 
 impl DynamoDataPointStore {
@@ -197,7 +182,6 @@ impl DynamoDataPointStore {
             ),
             (CONTENT_HASH.to_owned(), s(point.content_hash())),
         ]);
-        let size = body.len().min(INLINE_LIMIT) + 512;
         let mut part_items = Vec::new();
         let parts = if body.len() <= INLINE_LIMIT {
             head.insert(BODY.to_owned(), b(body));
@@ -229,74 +213,49 @@ impl DynamoDataPointStore {
                 counts,
                 head,
                 parts,
-                size,
             },
             part_items,
         ))
     }
 
-    /// One `TransactWriteItems` call: each head is put on condition that the stored head is
-    /// still the one read (absent, or the same content hash).
-    async fn write_heads(&self, chunk: &[Planned<'_>]) -> StoreResult<ChunkResult> {
-        let mut items = Vec::with_capacity(chunk.len());
-        for p in chunk {
-            let mut expr = Expr::new();
-            let condition = match &p.expected {
-                None => format!("attribute_not_exists({})", expr.name(CASE_ID)),
-                Some(h) => format!(
-                    "{} = {}",
-                    expr.name(CONTENT_HASH),
-                    expr.value("expected_hash", s(&h.hash))
-                ),
-            };
-            let put = Put::builder()
-                .table_name(self.table())
-                .set_item(Some(p.head.clone()))
-                .condition_expression(condition)
-                .set_expression_attribute_names(expr.names())
-                .set_expression_attribute_values(expr.values())
-                .build()
-                .map_err(|e| StoreError::Unexpected(anyhow!("build head put: {e}")))?;
-            items.push(TransactWriteItem::builder().put(put).build());
-        }
-        self.batch.metrics.transact_write(items.len());
-        // The SDK fills in a ClientRequestToken, so its own retries of this call are idempotent.
+    /// Puts one head, on condition that the stored head is still the one read: absent, or the
+    /// same content hash. `Ok(false)` when it lost (another writer got there in between) or was
+    /// throttled past the SDK's own retries: the caller reads again and decides again.
+    async fn put_head(&self, p: &Planned<'_>) -> StoreResult<bool> {
+        let mut expr = Expr::new();
+        let condition = match &p.expected {
+            None => format!("attribute_not_exists({})", expr.name(CASE_ID)),
+            Some(h) => format!(
+                "{} = {}",
+                expr.name(CONTENT_HASH),
+                expr.value("expected_hash", s(&h.hash))
+            ),
+        };
+        self.batch.metrics.put_item();
         let result = self
             .client()
-            .transact_write_items()
-            .set_transact_items(Some(items))
+            .put_item()
+            .table_name(self.table())
+            .set_item(Some(p.head.clone()))
+            .condition_expression(condition)
+            .set_expression_attribute_names(expr.names())
+            .set_expression_attribute_values(expr.values())
             .send()
             .await;
-        let err = match result {
-            Ok(_) => return Ok(ChunkResult::Written),
-            Err(e) => e,
-        };
-        if let Some(TransactWriteItemsError::TransactionCanceledException(tc)) =
-            err.as_service_error()
-        {
-            let unexpected = tc.cancellation_reasons().iter().find_map(|r| {
-                let code = r.code().unwrap_or("None");
-                let retryable = matches!(code, "None" | "ConditionalCheckFailed")
-                    || code == "TransactionConflict"
-                    || is_transient_code(code)
-                    || code == "ProvisionedThroughputExceeded";
-                (!retryable).then(|| format!("{code}: {}", r.message().unwrap_or_default()))
-            });
-            return match unexpected {
-                None => Ok(ChunkResult::Retry),
-                Some(reason) => Err(StoreError::Unexpected(anyhow!(
-                    "write data point heads to {}: transaction cancelled: {reason}",
-                    self.table()
-                ))),
-            };
-        }
-        match classify(&err) {
-            // Throttled or timed out: whether it landed is found out by reading again.
-            ErrorClass::Transient => Ok(ChunkResult::Retry),
-            _ => Err(store_error(
-                err,
-                format_args!("write data point heads to {}", self.table()),
-            )),
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) => match classify(&e) {
+                ErrorClass::ConditionFailed | ErrorClass::Transient => Ok(false),
+                ErrorClass::Permanent => Err(store_error(
+                    e,
+                    format_args!(
+                        "write data point {}/{} to {}",
+                        p.point.connection_id,
+                        p.point.case_id,
+                        self.table()
+                    ),
+                )),
+            },
         }
     }
 
@@ -457,30 +416,13 @@ fn decide<'a>(
     (counts, winner)
 }
 
-/// Splits planned head writes into transactions of at most 25 items and ~3.5 MB.
-fn transactions<'a, 'p>(planned: &'a [Planned<'p>]) -> Vec<&'a [Planned<'p>]> {
-    let mut out = Vec::new();
-    let (mut start, mut bytes) = (0, 0);
-    for (i, p) in planned.iter().enumerate() {
-        if i > start && (i - start == TRANSACT_CHUNK || bytes + p.size > TRANSACT_MAX_BYTES) {
-            out.push(&planned[start..i]);
-            (start, bytes) = (i, 0);
-        }
-        bytes += p.size;
-    }
-    if start < planned.len() {
-        out.push(&planned[start..]);
-    }
-    out
-}
-
 #[async_trait]
 impl DataPointWriter for DynamoDataPointStore {
     /// 1. `BatchGetItem` (100 keys a call) reads the stored heads' modstamp and content hash.
     /// 2. [`DataPoint::supersedes`] decides each point; unchanged and stale ones are not written.
     /// 3. Body parts of large points are written with `BatchWriteItem` (25 a call), before any
     ///    head refers to them.
-    /// 4. Heads are written with `TransactWriteItems` (25 a call), each put conditional on the
+    /// 4. Heads are written with conditional `PutItem`s, in parallel, each conditional on the
     ///    stored head still being the one read in 1. A head that lost (another writer got
     ///    there in between) is read again and decided again, so racing upserts end at the
     ///    newest version and the counts say what this call did.
@@ -547,34 +489,28 @@ impl DataPointWriter for DynamoDataPointStore {
             }
 
             self.batch.write(part_puts).await?;
-            let chunks = transactions(&planned);
             // Futures collected first: a closure in the stream type trips the Send check of
             // async_trait's boxed future (rust-lang/rust#102211).
-            let calls: Vec<_> = chunks.iter().map(|chunk| self.write_heads(chunk)).collect();
-            let results: Vec<ChunkResult> = futures::stream::iter(calls)
+            let calls: Vec<_> = planned.iter().map(|p| self.put_head(p)).collect();
+            let written: Vec<bool> = futures::stream::iter(calls)
                 .buffered(self.batch.tuning.concurrency.max(1))
                 .try_collect()
                 .await?;
 
             pending.clear();
-            for (chunk, result) in chunks.iter().zip(results) {
-                for p in chunk.iter() {
-                    match result {
-                        ChunkResult::Written => {
-                            counts += p.counts;
-                            if let Some(old) = p.expected.as_ref().and_then(|h| h.parts.as_ref()) {
-                                cleanup.extend(Self::part_deletes(
-                                    p.point.connection_id.as_str(),
-                                    p.point.case_id.as_str(),
-                                    old,
-                                ));
-                            }
-                        }
-                        ChunkResult::Retry => {
-                            groups[p.group].attempted = p.parts.clone();
-                            pending.push(p.group);
-                        }
+            for (p, written) in planned.iter().zip(written) {
+                if written {
+                    counts += p.counts;
+                    if let Some(old) = p.expected.as_ref().and_then(|h| h.parts.as_ref()) {
+                        cleanup.extend(Self::part_deletes(
+                            p.point.connection_id.as_str(),
+                            p.point.case_id.as_str(),
+                            old,
+                        ));
                     }
+                } else {
+                    groups[p.group].attempted = p.parts.clone();
+                    pending.push(p.group);
                 }
             }
             if !pending.is_empty() {
@@ -772,23 +708,5 @@ mod tests {
         assert_eq!((counts.stale, winner), (1, None));
         let (counts, winner) = decide(&[&v2], Some(&head(&v2)));
         assert_eq!((counts.unchanged, winner), (1, None));
-    }
-
-    #[test]
-    fn transactions_respect_count_and_size() {
-        let p = point("2024-03-01T00:00:00Z", "a");
-        let planned: Vec<Planned<'_>> = (0..60)
-            .map(|i| Planned {
-                group: i,
-                point: &p,
-                expected: None,
-                counts: UpsertCounts::default(),
-                head: Item::new(),
-                parts: None,
-                size: if i < 50 { 100 } else { 1_000_000 },
-            })
-            .collect();
-        let sizes: Vec<usize> = transactions(&planned).iter().map(|c| c.len()).collect();
-        assert_eq!(sizes, [25, 25, 3, 3, 3, 1]);
     }
 }

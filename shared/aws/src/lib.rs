@@ -39,6 +39,7 @@
 //! | `connection_id` | S | `conn_` + 32 hex digits |
 //! | `channel`, `login_url`, `instance_url`, `api_version`, `scope`, `backfill` | S | the settings, in their parse formats (`scope` is `all` or comma-separated queue ids) |
 //! | `state` | S | `active`, `disconnected`, `needs_reauth` |
+//! | `client_id` | S, absent when none | the Connected App that issued the refresh token |
 //! | `state_reason` | S, absent when none | why not active |
 //! | `created_at`, `last_lookback_at` | S | RFC 3339, exact |
 //! | `cursor_modstamp` | S | fixed-width RFC 3339 UTC with milliseconds, `2024-03-04T17:00:00.000Z`, so it compares as a string |
@@ -79,12 +80,23 @@
 //! unprocessed keys retried), decides each point with
 //! [`DataPoint::supersedes`](casesync_core::data_point::DataPoint::supersedes) (unchanged points
 //! are never rewritten, older never overwrite newer), writes parts with `BatchWriteItem` (25 a
-//! call, unprocessed items retried with jittered exponential backoff) and writes the heads with
-//! **`TransactWriteItems`, 25 a call**, each put conditional on the head still being the one it
-//! read. That condition is what `BatchWriteItem` cannot express, and without it two workers
-//! racing on a Case (a lease that ran out under a slow worker) could leave the older version
-//! last. A lost condition sends that Case back to be read and decided again. The price is 2
-//! write units per KB for heads instead of 1; the call count stays at 40 per 1,000 points.
+//! call, in parallel, unprocessed items retried with jittered exponential backoff) and writes
+//! each head with a **conditional `PutItem`** (in parallel, bounded): conditional on the head
+//! still being the one it read. A lost condition sends that Case back to be read and decided
+//! again.
+//!
+//! Why not `BatchWriteItem` for the heads: it takes no condition, so between our read and our
+//! write another worker (one whose lease ran out while it was slow) could store a newer
+//! version, and our older one would land on top of it, for good. A read-then-blind-write
+//! cannot be repaired afterwards either: the older writer never learns of the newer version.
+//! `TransactWriteItems` (25 conditional puts a call) would keep the call count at 40 per 1,000
+//! points, but it bills 2 write units per KB instead of 1, caps a call at 4 MB, cancels all 25
+//! on one lost condition, and moto (our test and benchmark backend) copies the whole table for
+//! every item of a transaction and restores that copy on a cancel, undoing concurrent writers'
+//! work. `BatchWriteItem` is billed per item exactly like `PutItem`, so conditional puts cost
+//! the same write units as the batch would; they cost more HTTP round trips (1,000 per 1,000
+//! new or changed points instead of 40), made [`Tuning::concurrency`] at a time. Unchanged
+//! points cost no write at all.
 //!
 //! ## `auth_states`: partition key `state` (S), TTL attribute `expires_at`
 //!
@@ -110,7 +122,7 @@
 //!
 //! # Metrics
 //!
-//! [`Metrics`] counts `BatchWriteItem`, `TransactWriteItems`, `BatchGetItem` and
+//! [`Metrics`] counts `BatchWriteItem`, `PutItem` (data point heads), `BatchGetItem` and
 //! `SendMessageBatch` calls with relaxed atomics; share one `Arc<Metrics>` between adapters.
 //!
 //! # Differences from `casesync_core::memory::MemoryStore`

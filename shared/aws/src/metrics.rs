@@ -9,8 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct Metrics {
     batch_write_item_calls: AtomicU64,
     batch_write_item_requests: AtomicU64,
-    transact_write_items_calls: AtomicU64,
-    transact_write_items_items: AtomicU64,
+    put_item_calls: AtomicU64,
     batch_get_item_calls: AtomicU64,
     send_message_batch_calls: AtomicU64,
     retries: AtomicU64,
@@ -23,10 +22,8 @@ pub struct MetricsSnapshot {
     pub batch_write_item_calls: u64,
     /// Put and delete requests sent in those calls (a retried request counts again).
     pub batch_write_item_requests: u64,
-    /// DynamoDB `TransactWriteItems` calls: the conditional writes of data point heads.
-    pub transact_write_items_calls: u64,
-    /// Head items sent in those calls (a retried item counts again).
-    pub transact_write_items_items: u64,
+    /// DynamoDB `PutItem` calls of data point heads (conditional writes), retries included.
+    pub put_item_calls: u64,
     /// DynamoDB `BatchGetItem` calls, retries of unprocessed keys included.
     pub batch_get_item_calls: u64,
     /// SQS `SendMessageBatch` calls, retries of failed entries included.
@@ -38,7 +35,7 @@ pub struct MetricsSnapshot {
 impl MetricsSnapshot {
     /// DynamoDB write calls of any kind.
     pub fn dynamodb_write_calls(&self) -> u64 {
-        self.batch_write_item_calls + self.transact_write_items_calls
+        self.batch_write_item_calls + self.put_item_calls
     }
 }
 
@@ -48,10 +45,7 @@ impl std::ops::Sub for MetricsSnapshot {
         Self {
             batch_write_item_calls: self.batch_write_item_calls - o.batch_write_item_calls,
             batch_write_item_requests: self.batch_write_item_requests - o.batch_write_item_requests,
-            transact_write_items_calls: self.transact_write_items_calls
-                - o.transact_write_items_calls,
-            transact_write_items_items: self.transact_write_items_items
-                - o.transact_write_items_items,
+            put_item_calls: self.put_item_calls - o.put_item_calls,
             batch_get_item_calls: self.batch_get_item_calls - o.batch_get_item_calls,
             send_message_batch_calls: self.send_message_batch_calls - o.send_message_batch_calls,
             retries: self.retries - o.retries,
@@ -69,8 +63,7 @@ impl Metrics {
         MetricsSnapshot {
             batch_write_item_calls: get(&self.batch_write_item_calls),
             batch_write_item_requests: get(&self.batch_write_item_requests),
-            transact_write_items_calls: get(&self.transact_write_items_calls),
-            transact_write_items_items: get(&self.transact_write_items_items),
+            put_item_calls: get(&self.put_item_calls),
             batch_get_item_calls: get(&self.batch_get_item_calls),
             send_message_batch_calls: get(&self.send_message_batch_calls),
             retries: get(&self.retries),
@@ -83,11 +76,8 @@ impl Metrics {
             .fetch_add(requests as u64, Ordering::Relaxed);
     }
 
-    pub(crate) fn transact_write(&self, items: usize) {
-        self.transact_write_items_calls
-            .fetch_add(1, Ordering::Relaxed);
-        self.transact_write_items_items
-            .fetch_add(items as u64, Ordering::Relaxed);
+    pub(crate) fn put_item(&self) {
+        self.put_item_calls.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn batch_get(&self) {

@@ -39,7 +39,7 @@ impl RetryPolicy {
 /// Tuning shared by the batch-writing adapters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tuning {
-    /// At most this many batch calls of one operation in flight at once.
+    /// At most this many calls of one kind in flight at once, per adapter call.
     pub concurrency: usize,
     pub retry: RetryPolicy,
 }
@@ -47,7 +47,7 @@ pub struct Tuning {
 impl Default for Tuning {
     fn default() -> Self {
         Self {
-            concurrency: 8,
+            concurrency: 16,
             retry: RetryPolicy::default(),
         }
     }
