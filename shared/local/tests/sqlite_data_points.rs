@@ -340,6 +340,24 @@ async fn export_pages_through_every_point_in_case_id_order() {
             .is_empty()
     );
 
+    // The raw JSON export pages the same way, and holds exactly the points.
+    let mut raw = Vec::new();
+    let mut after: Option<CaseId> = None;
+    while let page @ [_, ..] = &store
+        .list_data_point_json(&conn, after.as_ref(), 6)
+        .await
+        .unwrap()[..]
+    {
+        after = page.last().map(|(c, _)| c.clone());
+        raw.extend(page.iter().cloned());
+    }
+    assert_eq!(raw.iter().map(|(c, _)| c.clone()).collect::<Vec<_>>(), ids);
+    for (c, json) in &raw {
+        let p: DataPoint = serde_json::from_str(json).unwrap();
+        assert_eq!(&p, &point(&conn, c, secs(0), 300));
+        assert_eq!(json, &serde_json::to_string(&p).unwrap());
+    }
+
     // The memory store pages the same way.
     let memory = MemoryStore::new();
     for id in &ids {

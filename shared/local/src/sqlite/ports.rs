@@ -684,39 +684,24 @@ impl DataPointReader for SqliteStore {
             return Ok(Vec::new());
         }
         let connection = connection.clone();
-        let after = after.cloned();
+        // No Case id sorts before the empty string.
+        let after = after.map_or_else(String::new, |c| c.as_str().to_owned());
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.read(move |db| {
-            let err = || {
-                sql_error(format!(
+            let rows: Vec<(String, String)> = db
+                .prepare_cached(
+                    "SELECT case_id, body FROM data_points WHERE connection_id = ?1 \
+                     AND case_id > ?2 ORDER BY case_id LIMIT ?3",
+                )
+                .and_then(|mut s| {
+                    s.query_map(params![connection.as_str(), after, limit], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })?
+                    .collect()
+                })
+                .map_err(sql_error(format!(
                     "listing the data points of connection {connection}"
-                ))
-            };
-            let rows: Vec<(String, String)> = match &after {
-                None => db
-                    .prepare_cached(
-                        "SELECT case_id, body FROM data_points WHERE connection_id = ?1 \
-                         ORDER BY case_id LIMIT ?2",
-                    )
-                    .and_then(|mut s| {
-                        s.query_map(params![connection.as_str(), limit], |r| {
-                            Ok((r.get(0)?, r.get(1)?))
-                        })?
-                        .collect()
-                    }),
-                Some(after) => db
-                    .prepare_cached(
-                        "SELECT case_id, body FROM data_points WHERE connection_id = ?1 \
-                         AND case_id > ?2 ORDER BY case_id LIMIT ?3",
-                    )
-                    .and_then(|mut s| {
-                        s.query_map(params![connection.as_str(), after.as_str(), limit], |r| {
-                            Ok((r.get(0)?, r.get(1)?))
-                        })?
-                        .collect()
-                    }),
-            }
-            .map_err(err())?;
+                )))?;
             Ok(rows
                 .iter()
                 .map(|(case, body)| decode_point(connection.as_str(), case, body))
@@ -841,6 +826,51 @@ impl SqliteStore {
                 })),
                 _ => Ok(None),
             }
+        })
+        .await
+    }
+
+    /// Like `list_data_points`, but each point as the JSON text stored for it (exactly what
+    /// `serde_json` wrote for the `DataPoint`, i.e. the export format), without decoding it:
+    /// for an export that writes the points out unchanged. Ordered by Case id.
+    pub async fn list_data_point_json(
+        &self,
+        connection: &ConnectionId,
+        after: Option<&CaseId>,
+        limit: usize,
+    ) -> StoreResult<Vec<(CaseId, String)>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let connection = connection.clone();
+        // No Case id sorts before the empty string.
+        let after = after.map_or_else(String::new, |c| c.as_str().to_owned());
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |db| {
+            let rows: Vec<(String, String)> = db
+                .prepare_cached(
+                    "SELECT case_id, body FROM data_points WHERE connection_id = ?1 \
+                     AND case_id > ?2 ORDER BY case_id LIMIT ?3",
+                )
+                .and_then(|mut s| {
+                    s.query_map(params![connection.as_str(), after, limit], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })?
+                    .collect()
+                })
+                .map_err(sql_error(format!(
+                    "exporting the data points of connection {connection}"
+                )))?;
+            rows.into_iter()
+                .map(|(case, body)| {
+                    let key = format!("{connection}/{case}");
+                    let d = RowDecoder {
+                        table: "data_points",
+                        key: &key,
+                    };
+                    Ok((d.parse("case_id", &case, CaseId::parse)?, body))
+                })
+                .collect()
         })
         .await
     }
