@@ -31,6 +31,24 @@ struct Args {
     /// Enable Refresh Token Rotation.
     #[arg(long)]
     rotate: bool,
+    /// Emails per generated Case, `MIN-MAX` (with --cases).
+    #[arg(long, default_value = "0-10", value_parser = parse_range)]
+    emails_per_case: (u32, u32),
+    /// Bytes per generated email body, `MIN-MAX` (with --cases).
+    #[arg(long, default_value = "500-8000", value_parser = parse_range)]
+    body_bytes: (u32, u32),
+}
+
+fn parse_range(s: &str) -> Result<(u32, u32), String> {
+    let (a, b) = s
+        .split_once('-')
+        .ok_or_else(|| format!("expected MIN-MAX, got {s:?}"))?;
+    let a: u32 = a.trim().parse().map_err(|e| format!("{a:?}: {e}"))?;
+    let b: u32 = b.trim().parse().map_err(|e| format!("{b:?}: {e}"))?;
+    if a > b {
+        return Err(format!("{a} > {b}"));
+    }
+    Ok((a, b))
 }
 
 #[tokio::main]
@@ -47,6 +65,8 @@ async fn main() -> anyhow::Result<()> {
         Some(n) => Org::generated(OrgSpec {
             cases: n,
             seed: args.seed,
+            emails_per_case: args.emails_per_case.0..=args.emails_per_case.1,
+            body_bytes: args.body_bytes.0..=args.body_bytes.1,
             ..OrgSpec::default()
         }),
         None => Org::sample(args.seed, chrono::Utc::now()),

@@ -849,24 +849,29 @@ fn order_cmp(a: &Val, b: &Val, desc: bool, nulls_first: bool) -> Ordering {
 }
 
 fn sort_rows(org: &Org, object: SObject, order: &[OrderKey], rows: &mut [u32]) {
-    if order.is_empty() {
+    if order.is_empty() || rows.len() < 2 {
         return;
     }
-    rows.sort_by(|&a, &b| {
-        let (ra, rb) = (row_of(org, object, a), row_of(org, object, b));
-        for k in order {
-            let o = order_cmp(
-                &value(org, ra, &k.f),
-                &value(org, rb, &k.f),
-                k.desc,
-                k.nulls_first,
-            );
+    // Evaluate each row's sort key once, not once per comparison.
+    let mut keyed: Vec<(Vec<Val<'_>>, u32)> = rows
+        .iter()
+        .map(|&i| {
+            let row = row_of(org, object, i);
+            (order.iter().map(|k| value(org, row, &k.f)).collect(), i)
+        })
+        .collect();
+    keyed.sort_by(|(a, _), (b, _)| {
+        for (k, (x, y)) in order.iter().zip(a.iter().zip(b.iter())) {
+            let o = order_cmp(x, y, k.desc, k.nulls_first);
             if o != Ordering::Equal {
                 return o;
             }
         }
         Ordering::Equal
     });
+    for (slot, (_, i)) in rows.iter_mut().zip(keyed) {
+        *slot = i;
+    }
 }
 
 fn visible_email(org: &Org, e: &EmailRecord, now: DateTime<Utc>, all_rows: bool) -> bool {
