@@ -641,3 +641,31 @@ fn deleted_and_not_yet_visible_cases_are_hidden() {
     let e = run(&f.org, &all, now, false, Some(3)).expect_err("too many rows");
     assert_eq!(e.code, QUERY_TIMEOUT);
 }
+
+#[test]
+fn mangled_queries_never_panic() {
+    let f = fixture();
+    let base = "SELECT Id, Contact.Name, Owner.Type, (SELECT Id, TextBody FROM EmailMessages ORDER BY MessageDate LIMIT 5) \
+                FROM Case WHERE IsClosed = true AND (SystemModstamp > 2024-01-01T00:00:00.000+01:00 OR \
+                (SystemModstamp = 2024-01-01T00:00:00Z AND Id > '500000000000001')) AND Subject LIKE 'a\\%b%' \
+                AND OwnerId IN (SELECT Id FROM Group WHERE Type = 'Queue') ORDER BY SystemModstamp DESC NULLS LAST, Id LIMIT 10";
+    let alphabet: Vec<char> = "()',.=<>!%_\\ -+:TZé0159aZ\n\"".chars().collect();
+    let mut rng = crate::text::Rng64::new(77);
+    for _ in 0..5_000 {
+        let mut chars: Vec<char> = base.chars().collect();
+        for _ in 0..rng.range(1, 4) {
+            let pos = rng.range(0, chars.len() as u64 - 1) as usize;
+            match rng.range(0, 2) {
+                0 => {
+                    chars.remove(pos);
+                }
+                1 => chars.insert(pos, *rng.pick(&alphabet)),
+                _ => chars[pos] = *rng.pick(&alphabet),
+            }
+        }
+        let q: String = chars.into_iter().collect();
+        if let Ok(plan) = prepare(&q, &f.org) {
+            let _ = run(&f.org, &plan, chrono::Utc::now(), false, None);
+        }
+    }
+}
