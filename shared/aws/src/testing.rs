@@ -22,6 +22,24 @@
 //! * Each [`moto`] call returns a fresh [`Moto`] with its own `SdkConfig` (and so its own
 //!   HTTP connection pool): a client must not outlive the Tokio runtime of the test that built
 //!   it, and `#[tokio::test]` makes one runtime per test.
+//!
+//! Another crate's tests use it with
+//! `[dev-dependencies] casesync-aws = { workspace = true, features = ["test-support"] }`.
+//!
+//! # moto 5.2's quirks (what these tests learned)
+//!
+//! * A FIFO queue needs an explicit name ending in `.fifo`.
+//! * FIFO deduplication only compares with messages still in the queue: once a message is
+//!   deleted, the same deduplication id is accepted again (SQS keeps it for 5 minutes). Test a
+//!   retried send before draining the queue.
+//! * A `ReceiveMessage` may return several messages of one group (so does SQS); what moto and
+//!   SQS hold back is the group's next message while one is in flight to another receiver.
+//! * `TransactWriteItems` deep-copies the whole table once per item of the transaction and, on
+//!   a cancel, puts that copy back, undoing concurrent writers' work: slow (O(table size) per
+//!   item) and unsafe under concurrency. This crate does not use it.
+//! * TTL is recorded but items never expire.
+//! * Each request costs moto a few milliseconds whatever it holds: 1,000 `PutItem`s take
+//!   ~6 s on two cores. Do not read moto's timings as DynamoDB's.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -84,9 +102,10 @@ impl MotoServer {
         let port = listener.local_addr().map_err(MotoError::NoPort)?.port();
         drop(listener);
         let log = std::env::temp_dir().join(format!("casesync-moto-{port}.log"));
-        // The watchdog: moto in the background, then wait for our end of stdin to close (this
-        // process exited or dropped the server), then stop moto.
-        let script = r#"log="$1"; shift; "$@" >"$log" 2>&1 & m=$!; cat >/dev/null; kill $m 2>/dev/null; wait $m 2>/dev/null"#;
+        // The watchdog: moto in the background, in a process group of its own (`set -m`), so
+        // that a wrapper (a pyenv shim) and the Python it starts stop together; then wait for
+        // our end of stdin to close (this process exited or dropped the server); then stop it.
+        let script = r#"log="$1"; shift; set -m; "$@" >"$log" 2>&1 </dev/null & m=$!; cat >/dev/null; kill -TERM -- "-$m" 2>/dev/null || kill "$m" 2>/dev/null; wait "$m" 2>/dev/null"#;
         let child = Command::new("sh")
             .arg("-c")
             .arg(script)

@@ -11,5 +11,6 @@ mod common;
 mod connections;
 mod data_points;
 mod errors;
+mod fixture;
 mod queue;
 mod secrets;
