@@ -34,12 +34,6 @@ fn a_missing_data_dir_is_created_private() {
 }
 
 #[test]
-fn a_relative_data_dir_is_made_absolute() {
-    let dir = DataDir::open(".").unwrap();
-    assert!(dir.path().is_absolute());
-}
-
-#[test]
 fn a_file_in_place_of_the_data_dir_is_a_clear_error() {
     let root = tempfile::tempdir().unwrap();
     let file = root.path().join("not-a-dir");

@@ -63,10 +63,12 @@ async fn upsert_200_points_of_20_kb() {
     )
     .unwrap();
     let conn = ConnectionId::new_random();
+    // SIZE=5000 for smaller points; the default makes points of about 25 KB of JSON.
+    let size: usize = std::env::var("SIZE").map_or(20_000, |v| v.parse().unwrap());
     let pages: Vec<Vec<_>> = (0..PAGES)
         .map(|p| {
             (0..PAGE)
-                .map(|n| point(&conn, &case(p * PAGE + n), secs(0), 20_000))
+                .map(|n| point(&conn, &case(p * PAGE + n), secs(0), size))
                 .collect()
         })
         .collect();
