@@ -353,9 +353,12 @@ fn a_page_write_does_not_stall_the_runtime() {
         let writing = writes.elapsed();
         let worst_gap = ticker.await.unwrap();
         eprintln!("5 pages in {writing:?}, slowest {slowest:?}, worst timer gap {worst_gap:?}");
-        // If the writes ran on the runtime thread, the timer would wait a whole page write.
+        // If the writes ran on the runtime thread, the timer would wait for the whole SQLite
+        // part of a page write (about 2/3 of it in a debug build, more in release); what runs
+        // on it by design is serialisation in chunks of a few points. The bound leaves room for
+        // the OS to deschedule this thread on a loaded machine.
         assert!(
-            worst_gap < (slowest / 4).max(Duration::from_millis(40)),
+            worst_gap < (slowest / 2).max(Duration::from_millis(40)),
             "timer stalled {worst_gap:?} (slowest page {slowest:?})"
         );
     });

@@ -480,7 +480,7 @@ impl LeaseStore for SqliteStore {
 }
 
 /// Points serialised between two yields to the runtime.
-const ENCODE_CHUNK: usize = 16;
+const ENCODE_CHUNK: usize = 8;
 
 /// A data point ready for its row: serialised once; hashed from the same bytes.
 struct EncodedPoint {
