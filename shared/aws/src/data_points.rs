@@ -4,22 +4,20 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use anyhow::anyhow;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{DeleteRequest, PutRequest, Select, WriteRequest};
 use chrono::{DateTime, Utc};
-use futures::{StreamExt, TryStreamExt};
 
 use casesync_core::data_point::{DataPoint, Supersedes};
 use casesync_core::domain::{CaseId, ConnectionId};
 use casesync_core::ports::{
-    DataPointDeleter, DataPointReader, DataPointWriter, StoreError, StoreResult, UpsertCounts,
+    DataPointDeleter, DataPointReader, DataPointWriter, StoreResult, UpsertCounts,
 };
 
 use crate::batch::{Batcher, Projection};
 use crate::body::{self, INLINE_LIMIT, PART_SIZE};
-use crate::error::{ErrorClass, classify, corrupt, store_error};
+use crate::error::{corrupt, store_error};
 use crate::item::{Attrs, Expr, Item, b, n, s};
 use crate::metrics::Metrics;
 use crate::time;
@@ -71,20 +69,14 @@ struct PartSet {
 struct Group<'a> {
     key: Key,
     points: Vec<&'a DataPoint>,
-    /// Parts written by an attempt whose head write lost; deleted unless a re-read shows the
-    /// head refers to them after all.
-    attempted: Option<PartSet>,
 }
 
-/// A head write planned in one round.
+/// A head write planned for one Case.
 struct Planned<'a> {
-    group: usize,
     point: &'a DataPoint,
-    /// The head as read; the write is conditional on it being unchanged.
+    /// The head as read: its parts, if any, are deleted once the new head is written.
     expected: Option<StoredHead>,
-    counts: UpsertCounts,
     head: Item,
-    parts: Option<PartSet>,
 }
 
 impl DynamoDataPointStore {
@@ -166,10 +158,8 @@ impl DynamoDataPointStore {
 
     /// Encodes the winning version of a group: the head item and, for a large body, its parts.
     fn plan<'a>(
-        group: usize,
         point: &'a DataPoint,
         expected: Option<StoredHead>,
-        counts: UpsertCounts,
     ) -> StoreResult<(Planned<'a>, Vec<Item>)> {
         let body = body::compress(point)?;
         let mut head = Item::from([
@@ -183,9 +173,8 @@ impl DynamoDataPointStore {
             (CONTENT_HASH.to_owned(), s(point.content_hash())),
         ]);
         let mut part_items = Vec::new();
-        let parts = if body.len() <= INLINE_LIMIT {
+        if body.len() <= INLINE_LIMIT {
             head.insert(BODY.to_owned(), b(body));
-            None
         } else {
             let set = body::new_part_set();
             let chunks = body.chunks(PART_SIZE);
@@ -203,60 +192,15 @@ impl DynamoDataPointStore {
             }
             head.insert(PARTS.to_owned(), n(count));
             head.insert(PART_SET.to_owned(), s(&set));
-            Some(PartSet { id: set, count })
-        };
+        }
         Ok((
             Planned {
-                group,
                 point,
                 expected,
-                counts,
                 head,
-                parts,
             },
             part_items,
         ))
-    }
-
-    /// Puts one head, on condition that the stored head is still the one read: absent, or the
-    /// same content hash. `Ok(false)` when it lost (another writer got there in between) or was
-    /// throttled past the SDK's own retries: the caller reads again and decides again.
-    async fn put_head(&self, p: &Planned<'_>) -> StoreResult<bool> {
-        let mut expr = Expr::new();
-        let condition = match &p.expected {
-            None => format!("attribute_not_exists({})", expr.name(CASE_ID)),
-            Some(h) => format!(
-                "{} = {}",
-                expr.name(CONTENT_HASH),
-                expr.value("expected_hash", s(&h.hash))
-            ),
-        };
-        self.batch.metrics.put_item();
-        let result = self
-            .client()
-            .put_item()
-            .table_name(self.table())
-            .set_item(Some(p.head.clone()))
-            .condition_expression(condition)
-            .set_expression_attribute_names(expr.names())
-            .set_expression_attribute_values(expr.values())
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) => match classify(&e) {
-                ErrorClass::ConditionFailed | ErrorClass::Transient => Ok(false),
-                ErrorClass::Permanent => Err(store_error(
-                    e,
-                    format_args!(
-                        "write data point {}/{} to {}",
-                        p.point.connection_id,
-                        p.point.case_id,
-                        self.table()
-                    ),
-                )),
-            },
-        }
     }
 
     fn part_deletes(connection: &str, case: &str, set: &PartSet) -> Vec<WriteRequest> {
@@ -421,13 +365,17 @@ impl DataPointWriter for DynamoDataPointStore {
     /// 1. `BatchGetItem` (100 keys a call) reads the stored heads' modstamp and content hash.
     /// 2. [`DataPoint::supersedes`] decides each point; unchanged and stale ones are not written.
     /// 3. Body parts of large points are written with `BatchWriteItem` (25 a call), before any
-    ///    head refers to them.
-    /// 4. Heads are written with conditional `PutItem`s, in parallel, each conditional on the
-    ///    stored head still being the one read in 1. A head that lost (another writer got
-    ///    there in between) is read again and decided again, so racing upserts end at the
-    ///    newest version and the counts say what this call did.
+    ///    head refers to them, so a crash never leaves a head pointing at missing parts.
+    /// 4. Heads are written with `BatchWriteItem` (25 a call, calls in parallel, unprocessed
+    ///    items retried with backoff).
     /// 5. Parts of superseded heads are deleted (best effort: a failure leaves unreferenced
     ///    parts, which reads ignore and `delete_data_points` removes).
+    ///
+    /// `BatchWriteItem` takes no condition, so this store does not arbitrate between two
+    /// writers of one connection at once: the sync lease does (`LeaseStore`), which outlives
+    /// every run's time budget and the Lambda timeout, so two live workers never write one
+    /// connection's data points concurrently. Within one writer, step 2 guarantees that an
+    /// older version never replaces a newer one.
     async fn upsert_data_points(&self, points: &[DataPoint]) -> StoreResult<UpsertCounts> {
         let mut groups: Vec<Group<'_>> = Vec::new();
         let mut index: HashMap<Key, usize> = HashMap::new();
@@ -440,92 +388,50 @@ impl DataPointWriter for DynamoDataPointStore {
                 groups.push(Group {
                     key,
                     points: Vec::new(),
-                    attempted: None,
                 });
                 groups.len() - 1
             });
             groups[i].points.push(p);
         }
 
+        let keys: Vec<&Key> = groups.iter().map(|g| &g.key).collect();
+        let stored = self.read_heads(&keys).await?;
         let mut counts = UpsertCounts::default();
-        let mut cleanup: Vec<WriteRequest> = Vec::new();
-        let mut pending: Vec<usize> = (0..groups.len()).collect();
-        let mut delays = self.batch.tuning.retry.delays();
-        while !pending.is_empty() {
-            let keys: Vec<&Key> = pending.iter().map(|&g| &groups[g].key).collect();
-            let stored = self.read_heads(&keys).await?;
-
-            let mut planned = Vec::new();
-            let mut part_puts = Vec::new();
-            for &g in &pending {
-                let group = &mut groups[g];
-                let head = stored.get(&group.key);
-                if let Some(set) = group.attempted.take()
-                    && head.and_then(|h| h.parts.as_ref()) != Some(&set)
-                {
-                    cleanup.extend(Self::part_deletes(&group.key.0, &group.key.1, &set));
-                }
-                let (group_counts, winner) = decide(&group.points, head);
-                match winner {
-                    None => counts += group_counts,
-                    Some(point) => {
-                        let (p, parts) = Self::plan(g, point, head.cloned(), group_counts)?;
-                        planned.push(p);
-                        part_puts.extend(parts.into_iter().map(|item| {
-                            WriteRequest::builder()
-                                .put_request(
-                                    PutRequest::builder()
-                                        .set_item(Some(item))
-                                        .build()
-                                        .expect("a put request with an item always builds"),
-                                )
-                                .build()
-                        }));
-                    }
-                }
-            }
-            if planned.is_empty() {
-                break;
-            }
-
-            self.batch.write(part_puts).await?;
-            // Futures collected first: a closure in the stream type trips the Send check of
-            // async_trait's boxed future (rust-lang/rust#102211).
-            let calls: Vec<_> = planned.iter().map(|p| self.put_head(p)).collect();
-            let written: Vec<bool> = futures::stream::iter(calls)
-                .buffered(self.batch.tuning.concurrency.max(1))
-                .try_collect()
-                .await?;
-
-            pending.clear();
-            for (p, written) in planned.iter().zip(written) {
-                if written {
-                    counts += p.counts;
-                    if let Some(old) = p.expected.as_ref().and_then(|h| h.parts.as_ref()) {
-                        cleanup.extend(Self::part_deletes(
-                            p.point.connection_id.as_str(),
-                            p.point.case_id.as_str(),
-                            old,
-                        ));
-                    }
-                } else {
-                    groups[p.group].attempted = p.parts.clone();
-                    pending.push(p.group);
-                }
-            }
-            if !pending.is_empty() {
-                let Some(delay) = delays.next() else {
-                    return Err(StoreError::Unavailable(anyhow!(
-                        "{} data point heads in {} still contended after retries",
-                        pending.len(),
-                        self.table()
-                    )));
-                };
-                self.batch.metrics.retry();
-                tokio::time::sleep(delay).await;
+        let mut planned = Vec::new();
+        let mut part_puts = Vec::new();
+        for group in &groups {
+            let head = stored.get(&group.key);
+            let (group_counts, winner) = decide(&group.points, head);
+            counts += group_counts;
+            if let Some(point) = winner {
+                let (p, parts) = Self::plan(point, head.cloned())?;
+                planned.push(p);
+                part_puts.extend(parts.into_iter().map(put_request));
             }
         }
+        if planned.is_empty() {
+            return Ok(counts);
+        }
 
+        self.batch.write(part_puts).await?;
+        let head_puts = planned
+            .iter()
+            .map(|p| put_request(p.head.clone()))
+            .collect();
+        self.batch.write(head_puts).await?;
+
+        let cleanup: Vec<WriteRequest> = planned
+            .iter()
+            .filter_map(|p| {
+                let old = p.expected.as_ref()?.parts.as_ref()?;
+                Some(Self::part_deletes(
+                    p.point.connection_id.as_str(),
+                    p.point.case_id.as_str(),
+                    old,
+                ))
+            })
+            .flatten()
+            .collect();
         if !cleanup.is_empty()
             && let Err(e) = self.batch.write(cleanup).await
         {
@@ -533,6 +439,17 @@ impl DataPointWriter for DynamoDataPointStore {
         }
         Ok(counts)
     }
+}
+
+fn put_request(item: Item) -> WriteRequest {
+    WriteRequest::builder()
+        .put_request(
+            PutRequest::builder()
+                .set_item(Some(item))
+                .build()
+                .expect("a put request with an item always builds"),
+        )
+        .build()
 }
 
 #[async_trait]

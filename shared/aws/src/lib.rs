@@ -80,23 +80,17 @@
 //! unprocessed keys retried), decides each point with
 //! [`DataPoint::supersedes`](casesync_core::data_point::DataPoint::supersedes) (unchanged points
 //! are never rewritten, older never overwrite newer), writes parts with `BatchWriteItem` (25 a
-//! call, in parallel, unprocessed items retried with jittered exponential backoff) and writes
-//! each head with a **conditional `PutItem`** (in parallel, bounded): conditional on the head
-//! still being the one it read. A lost condition sends that Case back to be read and decided
-//! again.
+//! call, in parallel, unprocessed items retried with jittered exponential backoff), then the
+//! heads the same way: 1,000 new points cost 10 `BatchGetItem` and 40 `BatchWriteItem` calls.
 //!
-//! Why not `BatchWriteItem` for the heads: it takes no condition, so between our read and our
-//! write another worker (one whose lease ran out while it was slow) could store a newer
-//! version, and our older one would land on top of it, for good. A read-then-blind-write
-//! cannot be repaired afterwards either: the older writer never learns of the newer version.
-//! `TransactWriteItems` (25 conditional puts a call) would keep the call count at 40 per 1,000
-//! points, but it bills 2 write units per KB instead of 1, caps a call at 4 MB, cancels all 25
-//! on one lost condition, and moto (our test and benchmark backend) copies the whole table for
-//! every item of a transaction and restores that copy on a cancel, undoing concurrent writers'
-//! work. `BatchWriteItem` is billed per item exactly like `PutItem`, so conditional puts cost
-//! the same write units as the batch would; they cost more HTTP round trips (1,000 per 1,000
-//! new or changed points instead of 40), made [`Tuning::concurrency`] at a time. Unchanged
-//! points cost no write at all.
+//! `BatchWriteItem` takes no condition, so the store does not arbitrate between two writers of
+//! one connection at the same moment: between one writer's read and its write, another could
+//! store a newer version that the older write then covers. The sync lease rules that out
+//! (`LeaseStore`, on the connection item, conditional): a run holds it from before its first
+//! read until after its last write, and it outlives the run's time budget by minutes while a
+//! Lambda invocation cannot outlive its timeout, so no two live workers write one connection's
+//! data points. Per-item conditional writes would cost 25× the calls for a race the lease
+//! already excludes; `TransactWriteItems` would double the write units.
 //!
 //! ## `auth_states`: partition key `state` (S), TTL attribute `expires_at`
 //!
@@ -122,7 +116,7 @@
 //!
 //! # Metrics
 //!
-//! [`Metrics`] counts `BatchWriteItem`, `PutItem` (data point heads), `BatchGetItem` and
+//! [`Metrics`] counts `BatchWriteItem`, `BatchGetItem` and
 //! `SendMessageBatch` calls with relaxed atomics; share one `Arc<Metrics>` between adapters.
 //!
 //! # Differences from `casesync_core::memory::MemoryStore`

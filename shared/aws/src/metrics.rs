@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct Metrics {
     batch_write_item_calls: AtomicU64,
     batch_write_item_requests: AtomicU64,
-    put_item_calls: AtomicU64,
     batch_get_item_calls: AtomicU64,
     send_message_batch_calls: AtomicU64,
     retries: AtomicU64,
@@ -18,24 +17,23 @@ pub struct Metrics {
 /// The counters at one moment.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MetricsSnapshot {
-    /// DynamoDB `BatchWriteItem` calls (body parts, part clean-up, deletes), retries included.
+    /// DynamoDB `BatchWriteItem` calls (heads, body parts, part clean-up, deletes), retries
+    /// included.
     pub batch_write_item_calls: u64,
     /// Put and delete requests sent in those calls (a retried request counts again).
     pub batch_write_item_requests: u64,
-    /// DynamoDB `PutItem` calls of data point heads (conditional writes), retries included.
-    pub put_item_calls: u64,
     /// DynamoDB `BatchGetItem` calls, retries of unprocessed keys included.
     pub batch_get_item_calls: u64,
     /// SQS `SendMessageBatch` calls, retries of failed entries included.
     pub send_message_batch_calls: u64,
-    /// Retry rounds: unprocessed items or keys, failed queue entries, lost conditional writes.
+    /// Retry rounds: unprocessed items or keys, failed queue entries.
     pub retries: u64,
 }
 
 impl MetricsSnapshot {
     /// DynamoDB write calls of any kind.
     pub fn dynamodb_write_calls(&self) -> u64 {
-        self.batch_write_item_calls + self.put_item_calls
+        self.batch_write_item_calls
     }
 }
 
@@ -45,7 +43,6 @@ impl std::ops::Sub for MetricsSnapshot {
         Self {
             batch_write_item_calls: self.batch_write_item_calls - o.batch_write_item_calls,
             batch_write_item_requests: self.batch_write_item_requests - o.batch_write_item_requests,
-            put_item_calls: self.put_item_calls - o.put_item_calls,
             batch_get_item_calls: self.batch_get_item_calls - o.batch_get_item_calls,
             send_message_batch_calls: self.send_message_batch_calls - o.send_message_batch_calls,
             retries: self.retries - o.retries,
@@ -63,7 +60,6 @@ impl Metrics {
         MetricsSnapshot {
             batch_write_item_calls: get(&self.batch_write_item_calls),
             batch_write_item_requests: get(&self.batch_write_item_requests),
-            put_item_calls: get(&self.put_item_calls),
             batch_get_item_calls: get(&self.batch_get_item_calls),
             send_message_batch_calls: get(&self.send_message_batch_calls),
             retries: get(&self.retries),
@@ -74,10 +70,6 @@ impl Metrics {
         self.batch_write_item_calls.fetch_add(1, Ordering::Relaxed);
         self.batch_write_item_requests
             .fetch_add(requests as u64, Ordering::Relaxed);
-    }
-
-    pub(crate) fn put_item(&self) {
-        self.put_item_calls.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn batch_get(&self) {
