@@ -229,7 +229,7 @@ impl OrgApi {
         if status.is_success() {
             Ok(body)
         } else {
-            Err(classify(status.as_u16(), &body))
+            Err(SalesforceError::from_response(status.as_u16(), &body))
         }
     }
 }
@@ -240,7 +240,14 @@ fn decode_query_page<T: DeserializeOwned>(
     decode_page(body).map_err(|e| SalesforceError::Decode(format!("query page: {e}")))
 }
 
-/// Turns an error response into the error that says what to do about it.
+impl SalesforceError {
+    /// Turns an error response of the REST API into the error that says what to do about it:
+    /// a JSON array `[{"message","errorCode"}]`, or any other body (HTML from the edge).
+    pub fn from_response(status: u16, body: &[u8]) -> SalesforceError {
+        classify(status, body)
+    }
+}
+
 fn classify(status: u16, body: &[u8]) -> SalesforceError {
     let item = serde_json::from_slice::<Vec<ApiErrorItem>>(body)
         .ok()
