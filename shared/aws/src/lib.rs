@@ -137,6 +137,7 @@
 mod auth_states;
 mod batch;
 mod body;
+pub mod config;
 mod connections;
 mod data_points;
 mod error;
