@@ -53,12 +53,14 @@ impl ConfigError {
     }
 }
 
+type Lookup = Box<dyn Fn(&str) -> Option<String>>;
+
 /// Reads variables, collecting every problem before failing.
 #[derive(Default)]
 pub struct Env {
     missing: Vec<&'static str>,
     invalid: Vec<String>,
-    lookup: Option<Box<dyn Fn(&str) -> Option<String>>>,
+    lookup: Option<Lookup>,
 }
 
 impl Env {
