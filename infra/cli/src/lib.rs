@@ -45,12 +45,21 @@ fn usage_error(e: clap::Error) -> ExitCode {
         | ErrorKind::DisplayVersion
         | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
         _ => {
+            // The message and its details (such as which arguments are missing) up to clap's
+            // usage block, on one line.
             let text = e.to_string();
-            let line = text
+            let message = text
                 .lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("error: invalid command line");
-            eprintln!("{line} (see --help)");
+                .take_while(|l| !l.trim().is_empty())
+                .map(str::trim)
+                .collect::<Vec<_>>()
+                .join(" ");
+            let message = if message.is_empty() {
+                "error: invalid command line".to_owned()
+            } else {
+                message
+            };
+            eprintln!("{message} (see --help)");
             ExitCode::from(error::EXIT_USAGE)
         }
     }

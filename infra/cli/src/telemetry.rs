@@ -1,6 +1,8 @@
 //! Logs: `tracing` to stderr, filtered by `RUST_LOG`, warnings only by default. Command output
 //! does not go through here.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 pub fn init() {
@@ -10,5 +12,6 @@ pub fn init() {
         .with_writer(std::io::stderr)
         .with_env_filter(filter)
         .with_target(true)
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }
