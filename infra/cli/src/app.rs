@@ -1,7 +1,7 @@
 //! App wiring: the data dir and its stores, the Salesforce clients, the sync engine. Built once
 //! per command and handed to it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use casesync_core::domain::{Connection, ConnectionId};
@@ -41,7 +41,7 @@ impl App {
         Self::create(path).await.map(Some)
     }
 
-    fn open_blocking(path: &PathBuf) -> Result<Self, CliError> {
+    fn open_blocking(path: &Path) -> Result<Self, CliError> {
         let data_dir = DataDir::open(path).context("opening the data dir")?;
         let stores = data_dir.open_stores().context("opening the data dir")?;
         Ok(Self {

@@ -58,11 +58,16 @@ impl ConnectionProgress {
         let bar = (display == Display::Bar).then(|| {
             let bar = ProgressBar::with_draw_target(Some(1), ProgressDrawTarget::stderr());
             bar.set_style(
-                ProgressStyle::with_template("{prefix} [{bar:30.cyan/blue}] {percent:>3}% {msg}")
+                ProgressStyle::with_template("{prefix} [{bar:20.cyan/blue}] {percent:>3}% {msg}")
                     .expect("the template is valid")
                     .progress_chars("=> "),
             );
-            bar.set_prefix(label.clone());
+            // Short enough for an 80-column terminal: the channel and the id's start.
+            bar.set_prefix(format!(
+                "{} {}",
+                connection.channel,
+                &connection.id.as_str()[..13]
+            ));
             bar.set_message("connecting to Salesforce...");
             bar.enable_steady_tick(Duration::from_millis(200));
             bar
@@ -121,7 +126,7 @@ impl ProgressObserver for ConnectionProgress {
                 bar.set_position(done);
                 bar.set_message(format!(
                     "{cases} Cases, {rate:.0}/s, at {}",
-                    at.format("%Y-%m-%d %H:%M")
+                    at.format("%Y-%m-%d")
                 ));
             }
             None if print_line => {

@@ -34,8 +34,21 @@ pub async fn run(dir: &Path, args: ConfigureArgs) -> Result<Exit, CliError> {
         .await
         .context("changing the settings")?;
     outln!("Configured {}:", output::label(&c));
-    outln!("  queues    {} -> {scope}", c.scope);
-    outln!("  backfill  {} -> {backfill}", c.backfill);
+    let change = |before: String, after: String| {
+        if before == after {
+            format!("{after} (unchanged)")
+        } else {
+            format!("{before} -> {after}")
+        }
+    };
+    outln!(
+        "  queues    {}",
+        change(c.scope.to_string(), scope.to_string())
+    );
+    outln!(
+        "  backfill  {}",
+        change(c.backfill.to_string(), backfill.to_string())
+    );
     outln!(
         "The next sync re-reads closed Cases from {} (the start of the {backfill} window): Cases \
          newly in scope are imported; Cases already imported and unchanged are not rewritten. \

@@ -6,7 +6,7 @@ use casesync_core::connect::{self, ConnectionSettings, StartedAuthorization};
 use casesync_core::domain::{Connection, ConnectionId, LoginUrl};
 use casesync_core::salesforce::OAuthClient;
 use chrono::Utc;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::app::{self, App};
 use crate::cli::{ConnectArgs, DEFAULT_REDIRECT_PORT};
@@ -214,8 +214,8 @@ fn read_refresh_token(path: &Path) -> Result<SecretString, CliError> {
     }
     let raw = std::fs::read(path).map_err(|e| unreadable(e.to_string()))?;
     let text = String::from_utf8(raw).map_err(|_| unreadable("it is not UTF-8 text".into()))?;
-    let token = SecretString::from(text.trim().to_owned());
-    let trimmed = text.trim();
+    let token = SecretString::from(text);
+    let trimmed = token.expose_secret().trim();
     if trimmed.is_empty() {
         return Err(unreadable("it is empty".into()));
     }
@@ -224,7 +224,7 @@ fn read_refresh_token(path: &Path) -> Result<SecretString, CliError> {
             "it must hold just the refresh token, on one line".into(),
         ));
     }
-    Ok(token)
+    Ok(SecretString::from(trimmed.to_owned()))
 }
 
 fn report(app: &App, c: &Connection, reauthorized: bool, args: &ConnectArgs) {
@@ -258,7 +258,6 @@ fn report(app: &App, c: &Connection, reauthorized: bool, args: &ConnectArgs) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use secrecy::ExposeSecret;
 
     #[test]
     fn a_token_file_holds_one_token_whose_value_never_reaches_an_error() {

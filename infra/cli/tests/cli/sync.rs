@@ -261,3 +261,39 @@ async fn watch_keeps_syncing_until_interrupted() {
     out.assert_code(0);
     assert_eq!(env.export().await.len(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_org_near_its_api_limit_exits_75_and_a_later_sync_resumes() {
+    // Given an org that has used 90 % of its daily API allotment (casesync stops above 80 %)
+    let (mut org, queue) = org_with_queue();
+    closed_cases(&mut org, &queue, 3, 60);
+    let env = TestEnv::start_with(
+        SimConfig {
+            page_size_cap: Some(1),
+            ..sim_config()
+        },
+        org,
+    )
+    .await;
+    let id = env.connect(&["--backfill", "7d"]).await;
+    env.sim.set_api_usage(90_000);
+
+    // When it syncs
+    let out = env.sync().await;
+
+    // Then it stops, exits 75 and says a later sync resumes
+    out.assert_code(75);
+    assert!(
+        out.stdout.contains("stopped by Salesforce's API limit"),
+        "{out:?}"
+    );
+    assert!(out.stdout.contains("a later sync resumes"));
+    let s = env.status_of(&id).await;
+    assert_eq!(s["last_sync"]["outcome"], "rate_limited");
+    assert_eq!(s["data_points"], 1, "one page, then it stopped: {s}");
+
+    // And once usage falls, the next sync imports everything
+    env.sim.set_api_usage(0);
+    env.sync().await.assert_code(0);
+    assert_eq!(env.export().await.len(), 3);
+}
