@@ -42,7 +42,7 @@ async fn a_second_sync_while_one_runs_says_it_is_synced_elsewhere() {
     let ids = closed_cases(&mut org, &queue, 200, 600);
     let env = TestEnv::start_with(
         SimConfig {
-            latency: Duration::from_millis(150),
+            latency: Duration::from_millis(200),
             page_size_cap: Some(20),
             ..sim_config()
         },
@@ -131,7 +131,7 @@ async fn an_interrupted_sync_gives_its_lease_back_and_the_next_one_resumes() {
     let ids = closed_cases(&mut org, &queue, 200, 600);
     let env = TestEnv::start_with(
         SimConfig {
-            latency: Duration::from_millis(150),
+            latency: Duration::from_millis(200),
             page_size_cap: Some(20),
             ..sim_config()
         },
