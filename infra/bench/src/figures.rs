@@ -1,0 +1,630 @@
+//! Each figure: what is measured, the limit it is measured against, the target.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use casesync_core::connect::{self, ConnectionSettings};
+use casesync_core::domain::{ApiVersion, BackfillWindow, ChannelName, LoginUrl, QueueScope};
+use casesync_core::memory::{ManualClock, MemoryStore};
+use casesync_core::ports::{Clock, SystemClock};
+use casesync_core::salesforce::{HttpSettings, OAuthApp, Salesforce};
+use casesync_core::sync::{SyncConfig, SyncEngine, SyncOutcome};
+use chrono::{DateTime, TimeDelta, Utc};
+use secrecy::SecretString;
+use sf_simulator::{NewCase, Org, OrgSpec, SimConfig, SimHandle, Simulator};
+
+use crate::child::ChildResult;
+use crate::sim::{OrgShape, SimProcess};
+
+/// One line of the report.
+struct Row {
+    figure: String,
+    measured: String,
+    limit: String,
+    target: String,
+    verdict: Verdict,
+}
+
+#[derive(Clone, Copy)]
+enum Verdict {
+    Met,
+    Missed,
+    Info,
+}
+
+impl Verdict {
+    fn of(met: bool) -> Self {
+        if met { Self::Met } else { Self::Missed }
+    }
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Met => "met",
+            Self::Missed => "MISSED",
+            Self::Info => "-",
+        }
+    }
+}
+
+struct Scale {
+    calls_cases: usize,
+    wall_cases: usize,
+    wall_latency_ms: u64,
+    throughput_cases: usize,
+    rss_cases: [usize; 2],
+    callgrind: Option<(usize, usize)>,
+    steady_ticks: i64,
+    steady_cases: usize,
+    dynamo_cases: usize,
+}
+
+const FULL: Scale = Scale {
+    calls_cases: 10_000,
+    wall_cases: 10_000,
+    wall_latency_ms: 100,
+    throughput_cases: 20_000,
+    rss_cases: [10_000, 100_000],
+    callgrind: Some((500, 2_500)),
+    steady_ticks: 1_440,
+    steady_cases: 1_000,
+    dynamo_cases: 1_000,
+};
+
+const SMOKE: Scale = Scale {
+    calls_cases: 1_000,
+    wall_cases: 600,
+    wall_latency_ms: 10,
+    throughput_cases: 1_000,
+    rss_cases: [500, 1_500],
+    callgrind: None,
+    steady_ticks: 120,
+    steady_cases: 80,
+    dynamo_cases: 100,
+};
+
+/// The benchmark org: 0–10 emails of 0.5–8 KB per Case, a fifth of them HTML-only.
+const EMAILS: (u32, u32) = (0, 10);
+const BODY_BYTES: (u32, u32) = (500, 8_000);
+
+pub async fn run_all(smoke: bool, only: &[String]) -> anyhow::Result<()> {
+    let scale = if smoke { &SMOKE } else { &FULL };
+    let wanted = |name: &str| only.is_empty() || only.iter().any(|w| name.contains(w.as_str()));
+    println!("{}", machine());
+    println!(
+        "org: 0-10 emails of 0.5-8 KB per Case, 20 % of emails HTML-only; {}\n",
+        if smoke {
+            "smoke sizes, no thresholds"
+        } else {
+            "full sizes"
+        }
+    );
+    let mut rows = Vec::new();
+    if wanted("calls") {
+        rows.extend(salesforce_calls(scale).await?);
+    }
+    if wanted("wall") {
+        rows.push(wall_time(scale).await?);
+    }
+    if wanted("throughput") {
+        rows.extend(throughput(scale).await?);
+    }
+    if wanted("rss") {
+        rows.extend(peak_rss(scale).await?);
+    }
+    if wanted("steady") {
+        rows.push(steady_state(scale).await?);
+    }
+    if wanted("dynamodb") {
+        rows.push(dynamodb_writes(scale).await?);
+    }
+    print_table(&rows, smoke);
+    Ok(())
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .next()
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .map_or_else(String::new, |kib| format!(", {} GiB", kib / 1024 / 1024));
+    format!(
+        "machine: {cpu}, {cores} cores{mem}; {}",
+        Utc::now().format("%Y-%m-%d")
+    )
+}
+
+fn print_table(rows: &[Row], smoke: bool) {
+    let w = |f: fn(&Row) -> &str, title: &str| {
+        rows.iter()
+            .map(|r| f(r).len())
+            .max()
+            .unwrap_or(0)
+            .max(title.len())
+    };
+    let (a, b, c, d) = (
+        w(|r| &r.figure, "figure"),
+        w(|r| &r.measured, "measured"),
+        w(|r| &r.limit, "limit"),
+        w(|r| &r.target, "target"),
+    );
+    println!(
+        "| {:a$} | {:b$} | {:c$} | {:d$} | verdict |",
+        "figure", "measured", "limit", "target"
+    );
+    println!(
+        "|{}|{}|{}|{}|---------|",
+        "-".repeat(a + 2),
+        "-".repeat(b + 2),
+        "-".repeat(c + 2),
+        "-".repeat(d + 2)
+    );
+    for r in rows {
+        let verdict = if smoke { "-" } else { r.verdict.as_str() };
+        println!(
+            "| {:a$} | {:b$} | {:c$} | {:d$} | {verdict:7} |",
+            r.figure, r.measured, r.limit, r.target
+        );
+    }
+}
+
+fn http() -> HttpSettings {
+    HttpSettings::default()
+}
+
+/// An in-process simulator and an engine over in-memory stores, for figures that count calls
+/// (not CPU or memory).
+async fn in_process(
+    org: Org,
+    sync: SyncConfig,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<(
+    SimHandle,
+    Arc<MemoryStore>,
+    SyncEngine,
+    casesync_core::domain::ConnectionId,
+)> {
+    let sim = Simulator::start(SimConfig::default(), org).await?;
+    let store = Arc::new(MemoryStore::new());
+    let salesforce = Salesforce::new(
+        OAuthApp {
+            client_id: sim.client_id(),
+            client_secret: Some(SecretString::from(sim.client_secret())),
+        },
+        &http(),
+    )?;
+    let connection = connect::with_refresh_token(
+        &salesforce.oauth,
+        store.as_ref(),
+        store.as_ref(),
+        LoginUrl::parse(&sim.login_url())?,
+        SecretString::from(sim.mint_refresh_token()),
+        ConnectionSettings {
+            channel: ChannelName::parse("bench")?,
+            scope: QueueScope::All,
+            backfill: BackfillWindow::Months6,
+            api_version: ApiVersion::DEFAULT,
+        },
+        clock.now(),
+    )
+    .await?;
+    let engine = SyncEngine::new(
+        store.clone(),
+        store.clone(),
+        store.clone(),
+        clock,
+        salesforce,
+        sync,
+    );
+    Ok((sim, store, engine, connection.id))
+}
+
+async fn backfill_in_process(org: Org, batch_size: u32) -> anyhow::Result<(u64, u64)> {
+    let sync = SyncConfig {
+        batch_size,
+        lag: TimeDelta::zero(),
+        ..SyncConfig::default()
+    };
+    let (sim, store, engine, id) = in_process(org, sync, Arc::new(SystemClock)).await?;
+    let before = sim.stats().data_calls;
+    loop {
+        let r = engine.sync(&id, Duration::from_secs(3600), None).await?;
+        match r.outcome {
+            SyncOutcome::Done => break,
+            SyncOutcome::MoreWork => {}
+            other => anyhow::bail!("backfill ended {other}: {:?}", r.error),
+        }
+    }
+    let calls = sim.stats().data_calls - before;
+    let cases = store.all_data_points().len() as u64;
+    sim.shutdown().await;
+    Ok((calls, cases))
+}
+
+/// Salesforce calls for a backfill, at batch sizes 200 and 2000.
+async fn salesforce_calls(scale: &Scale) -> anyhow::Result<Vec<Row>> {
+    let n = scale.calls_cases;
+    let spec = |emails: (u32, u32)| OrgSpec {
+        cases: n,
+        emails_per_case: emails.0..=emails.1,
+        body_bytes: BODY_BYTES.0..=BODY_BYTES.1,
+        ..OrgSpec::default()
+    };
+    let mut rows = Vec::new();
+    for batch in [200u32, 2000] {
+        // Without emails: pages hold `batch` Cases.
+        let (calls, cases) = backfill_in_process(Org::generated(spec((0, 0))), batch).await?;
+        let limit = n.div_ceil(batch as usize) as u64;
+        rows.push(Row {
+            figure: format!(
+                "Salesforce calls, backfill of {n} Cases, batchSize {batch}, no emails"
+            ),
+            measured: format!("{calls} calls ({cases} Cases)"),
+            limit: format!("ceil(N/page) = {limit}; naive N+1 = {}", n + 1),
+            target: format!("<= {}", limit + 2),
+            verdict: Verdict::of(calls <= limit + 2 && cases == n as u64),
+        });
+        // With the benchmark's threads: Salesforce counts child rows toward the batch size.
+        let org = Org::generated(spec(EMAILS));
+        let rows_total = n + org.emails().len();
+        let (calls, cases) = backfill_in_process(org, batch).await?;
+        let rows_limit = rows_total.div_ceil(batch as usize) as u64;
+        rows.push(Row {
+            figure: format!(
+                "Salesforce calls, backfill of {n} Cases, batchSize {batch}, 0-10 emails"
+            ),
+            measured: format!("{calls} calls ({cases} Cases, {rows_total} rows)"),
+            limit: format!(
+                "ceil(rows/page) = {rows_limit}; ceil(N/page) = {}",
+                n.div_ceil(batch as usize)
+            ),
+            target: format!("<= {} (rows)", rows_limit + 2),
+            verdict: Verdict::of(calls <= rows_limit + 2 && cases == n as u64),
+        });
+    }
+    Ok(rows)
+}
+
+/// Runs one measured backfill in a child process against an out-of-process simulator.
+async fn child_backfill(
+    shape: &OrgShape,
+    batch_size: u32,
+    valgrind_out: Option<&Path>,
+) -> anyhow::Result<ChildResult> {
+    let sim = SimProcess::start(shape).await?;
+    let token = sim.mint_refresh_token().await?;
+    let dir = tempdir()?;
+    let exe = std::env::current_exe()?;
+    let mut cmd = match valgrind_out {
+        Some(out) => {
+            let mut c = tokio::process::Command::new("valgrind");
+            c.arg("--tool=callgrind")
+                .arg(format!("--callgrind-out-file={}", out.display()))
+                .arg("--quiet")
+                .arg(&exe);
+            c
+        }
+        None => tokio::process::Command::new(&exe),
+    };
+    cmd.args([
+        "child-backfill",
+        "--login-url",
+        &sim.info.login_url,
+        "--client-id",
+        &sim.info.client_id,
+        "--batch-size",
+        &batch_size.to_string(),
+        "--data-dir",
+    ])
+    .arg(dir.join("data"))
+    .env("BENCH_REFRESH_TOKEN", token)
+    .env("BENCH_CLIENT_SECRET", &sim.info.client_secret)
+    .env("RUST_LOG", "warn");
+    let out = cmd
+        .output()
+        .await
+        .context("running the measured backfill")?;
+    sim.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    if !out.status.success() {
+        anyhow::bail!(
+            "the measured backfill failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(line).with_context(|| format!("child printed {stdout:?}"))
+}
+
+fn tempdir() -> anyhow::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("casesync-bench-{}", uuid_like()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+fn uuid_like() -> String {
+    format!(
+        "{}-{}",
+        std::process::id(),
+        Utc::now().timestamp_nanos_opt().unwrap_or_default()
+    )
+}
+
+/// Wall time of a 10,000-Case backfill with 100 ms per Salesforce call.
+async fn wall_time(scale: &Scale) -> anyhow::Result<Row> {
+    let shape = OrgShape {
+        cases: scale.wall_cases,
+        emails: EMAILS,
+        body_bytes: BODY_BYTES,
+        latency_ms: scale.wall_latency_ms,
+    };
+    let r = child_backfill(&shape, 200, None).await?;
+    let floor = r.api_calls as f64 * scale.wall_latency_ms as f64 / 1000.0;
+    let ratio = r.wall_s / floor;
+    Ok(Row {
+        figure: format!(
+            "wall time, {}-Case backfill, {} ms per call",
+            scale.wall_cases, scale.wall_latency_ms
+        ),
+        measured: format!("{:.1} s ({} calls, {:.3}x)", r.wall_s, r.api_calls, ratio),
+        limit: format!("calls x latency = {floor:.1} s"),
+        target: "<= 1.10x".into(),
+        verdict: Verdict::of(ratio <= 1.10),
+    })
+}
+
+/// Local throughput at 0 latency into SQLite, per CPU-second, and instructions per Case.
+async fn throughput(scale: &Scale) -> anyhow::Result<Vec<Row>> {
+    let shape = OrgShape {
+        cases: scale.throughput_cases,
+        emails: EMAILS,
+        body_bytes: BODY_BYTES,
+        latency_ms: 0,
+    };
+    let r = child_backfill(&shape, 200, None).await?;
+    let per_cpu = r.cases as f64 / r.cpu_s;
+    let mut rows = vec![Row {
+        figure: format!(
+            "local throughput, 0 latency, into SQLite ({} Cases)",
+            r.cases
+        ),
+        measured: format!(
+            "{per_cpu:.0} Cases per CPU-second ({:.0} Cases/s wall)",
+            r.cases as f64 / r.wall_s
+        ),
+        limit: "parse + map + write".into(),
+        target: ">= 20000 Cases/s on one core".into(),
+        verdict: Verdict::of(per_cpu >= 20_000.0),
+    }];
+    if let Some((small, large)) = scale.callgrind {
+        if which("valgrind") {
+            let ir = |n: usize| async move {
+                let out =
+                    std::env::temp_dir().join(format!("casesync-callgrind-{n}-{}", uuid_like()));
+                let shape = OrgShape {
+                    cases: n,
+                    emails: EMAILS,
+                    body_bytes: BODY_BYTES,
+                    latency_ms: 0,
+                };
+                child_backfill(&shape, 200, Some(&out)).await?;
+                let total = callgrind_total(&out)?;
+                let _ = std::fs::remove_file(&out);
+                anyhow::Ok(total)
+            };
+            let (a, b) = (ir(small).await?, ir(large).await?);
+            let per_case = (b.saturating_sub(a)) as f64 / (large - small) as f64;
+            rows.push(Row {
+                figure: "instructions per Case (callgrind, marginal)".into(),
+                measured: format!("{:.2} M instructions", per_case / 1e6),
+                limit: format!("({large} - {small} Cases)"),
+                target: "report".into(),
+                verdict: Verdict::Info,
+            });
+        }
+    }
+    Ok(rows)
+}
+
+fn which(program: &str) -> bool {
+    std::process::Command::new(program)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn callgrind_total(path: &Path) -> anyhow::Result<u64> {
+    let text = std::fs::read_to_string(path).context("reading callgrind output")?;
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix("summary:")
+                .or_else(|| l.strip_prefix("totals:"))
+        })
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("no summary in callgrind output")
+}
+
+/// Peak RSS of backfills of two sizes: one page in memory, so the same for both.
+async fn peak_rss(scale: &Scale) -> anyhow::Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    let mut peaks = Vec::new();
+    for n in scale.rss_cases {
+        let shape = OrgShape {
+            cases: n,
+            emails: EMAILS,
+            body_bytes: BODY_BYTES,
+            latency_ms: 0,
+        };
+        let r = child_backfill(&shape, 200, None).await?;
+        let mib = r.peak_rss_kib as f64 / 1024.0;
+        peaks.push(mib);
+        rows.push(Row {
+            figure: format!("peak RSS, backfill of {n} Cases"),
+            measured: format!("{mib:.1} MiB"),
+            limit: "one page in memory".into(),
+            target: "<= 64 MiB".into(),
+            verdict: Verdict::of(mib <= 64.0),
+        });
+    }
+    if let [a, b] = peaks[..] {
+        rows.push(Row {
+            figure: "peak RSS growth between the two sizes".into(),
+            measured: format!("{:+.1} MiB", b - a),
+            limit: "independent of N".into(),
+            target: "the same for both".into(),
+            verdict: Verdict::of((b - a).abs() <= 8.0),
+        });
+    }
+    Ok(rows)
+}
+
+/// Steady state: one connection, a tick every minute for a day, 1,000 Cases closed over it.
+async fn steady_state(scale: &Scale) -> anyhow::Result<Row> {
+    let day_start: DateTime<Utc> = Utc::now() - TimeDelta::days(3);
+    let clock = Arc::new(ManualClock::new(day_start));
+    let mut org = Org::new();
+    let queue = org.add_queue("Tier 1 Support", "Tier_1_Support");
+    let (sim, store, engine, id) = in_process(org, SyncConfig::default(), clock.clone()).await?;
+    // The first run (the backfill of an empty org) is not steady state.
+    engine.sync(&id, Duration::from_secs(60), None).await?;
+    let before = sim.stats().data_calls;
+    let ticks = scale.steady_ticks;
+    let per_tick = scale.steady_cases as f64 / ticks as f64;
+    let mut closed = 0usize;
+    for t in 1..=ticks {
+        let now = day_start + TimeDelta::minutes(t);
+        // Cases closed during this minute, stamped as Salesforce would.
+        let due = ((t as f64) * per_tick).round() as usize;
+        sim.with_org(|o| {
+            while closed < due {
+                let at = now - TimeDelta::seconds(30);
+                o.add_case(NewCase {
+                    owner_id: Some(queue.clone()),
+                    created_date: Some(at - TimeDelta::hours(2)),
+                    system_modstamp: Some(at),
+                    description: Some("steady".into()),
+                    ..NewCase::default()
+                });
+                closed += 1;
+            }
+        });
+        clock.set(now);
+        let r = engine.sync(&id, Duration::from_secs(60), None).await?;
+        anyhow::ensure!(r.outcome == SyncOutcome::Done, "tick {t}: {:?}", r);
+    }
+    // Everything closed more than the lag ago is in.
+    let calls = sim.stats().data_calls - before;
+    let imported = store.all_data_points().len();
+    let hours = (ticks as f64 / 60.0).ceil() as u64;
+    let limit = ticks as u64 + hours + (scale.steady_cases as u64).div_ceil(200);
+    sim.shutdown().await;
+    Ok(Row {
+        figure: format!(
+            "steady state: calls for {ticks} ticks at rate(1 minute), {} Cases closed",
+            scale.steady_cases
+        ),
+        measured: format!("{calls} calls ({imported} Cases imported)"),
+        limit: format!("one query per tick = {ticks}"),
+        target: format!("<= {limit}"),
+        verdict: Verdict::of(calls <= limit),
+    })
+}
+
+/// DynamoDB write calls per 1,000 Cases (moto).
+async fn dynamodb_writes(scale: &Scale) -> anyhow::Result<Row> {
+    let aws = casesync_aws::testing::try_moto()
+        .await
+        .map_err(|e| anyhow::anyhow!("moto is needed for this figure: {e}"))?;
+    let names = aws.tables("bench").await;
+    let ddb = aws_sdk_dynamodb::Client::new(aws.sdk_config());
+    let metrics = Arc::new(casesync_aws::Metrics::new());
+    let points = Arc::new(
+        casesync_aws::DynamoDataPointStore::new(ddb.clone(), &names.tables.data_points)
+            .with_metrics(metrics.clone()),
+    );
+    let connections = Arc::new(casesync_aws::DynamoConnectionStore::new(
+        ddb,
+        &names.tables.connections,
+    ));
+    let org = Org::generated(OrgSpec {
+        cases: scale.dynamo_cases,
+        emails_per_case: EMAILS.0..=EMAILS.1,
+        body_bytes: BODY_BYTES.0..=BODY_BYTES.1,
+        ..OrgSpec::default()
+    });
+    let sim = Simulator::start(SimConfig::default(), org).await?;
+    let secrets = Arc::new(MemoryStore::new());
+    let salesforce = Salesforce::new(
+        OAuthApp {
+            client_id: sim.client_id(),
+            client_secret: Some(SecretString::from(sim.client_secret())),
+        },
+        &http(),
+    )?;
+    let connection = connect::with_refresh_token(
+        &salesforce.oauth,
+        connections.as_ref(),
+        secrets.as_ref(),
+        LoginUrl::parse(&sim.login_url())?,
+        SecretString::from(sim.mint_refresh_token()),
+        ConnectionSettings {
+            channel: ChannelName::parse("bench")?,
+            scope: QueueScope::All,
+            backfill: BackfillWindow::Months6,
+            api_version: ApiVersion::DEFAULT,
+        },
+        Utc::now(),
+    )
+    .await?;
+    let engine = SyncEngine::new(
+        connections,
+        points,
+        secrets,
+        Arc::new(SystemClock),
+        salesforce,
+        SyncConfig {
+            lag: TimeDelta::zero(),
+            ..SyncConfig::default()
+        },
+    );
+    let started = Instant::now();
+    let r = engine
+        .sync(&connection.id, Duration::from_secs(3600), None)
+        .await?;
+    anyhow::ensure!(r.outcome == SyncOutcome::Done, "{r:?}");
+    let used = metrics.snapshot();
+    let n = r.counts.created as f64;
+    let per_1000 = used.batch_write_item_calls as f64 * 1000.0 / n;
+    sim.shutdown().await;
+    Ok(Row {
+        figure: format!(
+            "DynamoDB write calls per 1,000 Cases (moto, {} Cases)",
+            r.counts.created
+        ),
+        measured: format!(
+            "{per_1000:.1} BatchWriteItem ({} retries) + {:.1} BatchGetItem; {:.1} s",
+            used.retries,
+            used.batch_get_item_calls as f64 * 1000.0 / n,
+            started.elapsed().as_secs_f64()
+        ),
+        limit: "BatchWriteItem holds 25 = 40".into(),
+        target: "<= 40 + retries".into(),
+        verdict: Verdict::of(per_1000 <= 40.0 + used.retries as f64 * 1000.0 / n),
+    })
+}

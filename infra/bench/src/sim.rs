@@ -1,0 +1,101 @@
+//! The simulator as a separate process, so its CPU and memory stay out of casesync's figures.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SimInfo {
+    pub login_url: String,
+    pub client_id: String,
+    pub client_secret: String,
+}
+
+pub struct SimProcess {
+    pub info: SimInfo,
+    child: Child,
+    http: reqwest::Client,
+}
+
+/// `sf-simulator` beside this executable (both are built by `infra/scripts/bench.sh`).
+pub fn simulator_binary() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating the benchmark executable")?;
+    let path = exe.with_file_name("sf-simulator");
+    if !path.exists() {
+        bail!(
+            "{} not found: build it with `cargo build --release -p sf-simulator -p casesync-bench` \
+             (infra/scripts/bench.sh does)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+pub struct OrgShape {
+    pub cases: usize,
+    pub emails: (u32, u32),
+    pub body_bytes: (u32, u32),
+    pub latency_ms: u64,
+}
+
+impl SimProcess {
+    pub async fn start(shape: &OrgShape) -> anyhow::Result<Self> {
+        let mut child = Command::new(simulator_binary()?)
+            .args([
+                "--cases",
+                &shape.cases.to_string(),
+                "--emails-per-case",
+                &format!("{}-{}", shape.emails.0, shape.emails.1),
+                "--body-bytes",
+                &format!("{}-{}", shape.body_bytes.0, shape.body_bytes.1),
+                "--latency-ms",
+                &shape.latency_ms.to_string(),
+            ])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting sf-simulator")?;
+        let stdout = child.stdout.take().context("simulator stdout")?;
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .await
+            .context("reading the simulator's first line")?;
+        let info: SimInfo = serde_json::from_str(line.trim())
+            .with_context(|| format!("the simulator printed {line:?}"))?;
+        Ok(Self {
+            info,
+            child,
+            http: reqwest::Client::new(),
+        })
+    }
+
+    async fn admin(&self, path: &str) -> anyhow::Result<serde_json::Value> {
+        let url = format!("{}/__sim/{path}", self.info.login_url);
+        let resp = if path == "stats" {
+            self.http.get(&url).send().await?
+        } else {
+            self.http.post(&url).send().await?
+        };
+        let resp = resp.error_for_status()?;
+        Ok(resp.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    pub async fn mint_refresh_token(&self) -> anyhow::Result<String> {
+        let v = self.admin("mint-refresh-token").await?;
+        v["refresh_token"]
+            .as_str()
+            .map(str::to_owned)
+            .context("no refresh_token in the simulator's answer")
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
