@@ -24,8 +24,9 @@ Examples:
   casesync sync                       Import new and changed closed Cases of every connection
   casesync export --format csv > cases.csv
 
-Exit codes: 0 ok, 1 failed, 2 bad input (nothing was changed), 3 a connection needs
-re-authorization, 75 Salesforce's API limit stopped a sync (it resumes later), 130 interrupted.";
+Exit codes: 0 ok, 1 failed (including a sync stopped by Salesforce's API limit, which resumes
+later), 2 bad input (nothing was changed), 3 a connection needs re-authorization, 130
+interrupted.";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -163,9 +164,9 @@ a run that reaches --run-budget continues in a new run. Connections that need re
 are reported; disconnected ones are skipped.
 
 Exit codes: 0 every connection synced (or was being synced by another casesync process, which
-does the work); 3 a connection needs re-authorization; 75 Salesforce's API limit stopped a sync
-(the cursor is kept; a later sync resumes); 1 another failure. When several apply: 1, then 3,
-then 75.
+does the work); 3 a connection needs re-authorization; 1 another failure, including a sync
+stopped by Salesforce's API limit (the cursor is kept; a later sync resumes; the message says
+so). When several apply: a failure, then re-authorization, then a rate limit.
 
 Examples:
   casesync sync

@@ -6,8 +6,9 @@ use std::process::ExitCode;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Exit {
     Success,
-    /// Salesforce's API limit stopped a sync; the cursor is kept and a later sync resumes
-    /// (`EX_TEMPFAIL` of sysexits.h: try again later).
+    /// Salesforce's API limit stopped a sync; the cursor is kept and a later sync resumes.
+    /// The contract has three codes for `sync` (0, 3, 1): this is "another failure", 1, with
+    /// its own message; it ranks below re-authorization, which needs a person.
     RateLimited,
     /// A connection needs re-authorization (`casesync connect --reauthorize`).
     NeedsReauth,
@@ -21,7 +22,7 @@ impl Exit {
             Self::Success => 0,
             Self::Failure => 1,
             Self::NeedsReauth => 3,
-            Self::RateLimited => 75,
+            Self::RateLimited => 1,
         }
     }
 

@@ -263,7 +263,7 @@ async fn watch_keeps_syncing_until_interrupted() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn an_org_near_its_api_limit_exits_75_and_a_later_sync_resumes() {
+async fn an_org_near_its_api_limit_exits_1_and_a_later_sync_resumes() {
     // Given an org that has used 90 % of its daily API allotment (casesync stops above 80 %)
     let (mut org, queue) = org_with_queue();
     closed_cases(&mut org, &queue, 3, 60);
@@ -281,8 +281,8 @@ async fn an_org_near_its_api_limit_exits_75_and_a_later_sync_resumes() {
     // When it syncs
     let out = env.sync().await;
 
-    // Then it stops, exits 75 and says a later sync resumes
-    out.assert_code(75);
+    // Then it stops, exits 1 (the contract's "another failure") and says a later sync resumes
+    out.assert_code(1);
     assert!(
         out.stdout.contains("stopped by Salesforce's API limit"),
         "{out:?}"
