@@ -1,1 +1,13 @@
-fn main() {}
+//! The scheduler Lambda: configuration and AWS clients once, then one tick per schedule event.
+
+use casesync_scheduler::{Scheduler, SchedulerConfig, handle};
+use lambda_runtime::{Error, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let config = SchedulerConfig::from_env()?;
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let scheduler = &Scheduler::from_sdk(&sdk, &config);
+    lambda_runtime::run(service_fn(move |event| handle(scheduler, event))).await
+}
