@@ -1,1 +1,18 @@
-fn main() {}
+//! Lambda `oauth-callback`: wiring only; the handler is `casesync_oauth_callback::Callback`.
+
+use casesync_aws::config::Env;
+use casesync_oauth_callback::{Callback, Config, interactive_http, telemetry};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    telemetry::init();
+    let config = Config::from_env(Env::new())?;
+    let sdk = aws_config::load_from_env().await;
+    let callback = Callback::from_aws(&config, &sdk, &interactive_http()).await?;
+    let callback = &callback;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move {
+        Ok::<_, Error>(callback.handle(event.payload).await)
+    }))
+    .await
+}
