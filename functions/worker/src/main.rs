@@ -1,1 +1,14 @@
-fn main() {}
+//! The worker Lambda: configuration, AWS clients and the Connected App's secret once, then one
+//! SQS batch per invocation.
+
+use casesync_worker::{Worker, WorkerConfig, handle};
+use lambda_runtime::{Error, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let config = WorkerConfig::from_env()?;
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let worker = &Worker::from_sdk(&sdk, &config).await?;
+    lambda_runtime::run(service_fn(move |event| handle(worker, event))).await
+}
