@@ -50,6 +50,8 @@ struct Scenario {
     /// Cases re-saved (re-stamped, new subject) between runs, by index.
     edits: Vec<usize>,
     racing: bool,
+    /// Points per store write (a batching store, like DynamoDB's 25), or any number.
+    write_batch: Option<usize>,
 }
 
 fn scenario() -> impl Strategy<Value = Scenario> {
@@ -76,15 +78,17 @@ fn scenario() -> impl Strategy<Value = Scenario> {
         prop::collection::vec(0u64..40, 0..4),
         prop::collection::vec(0usize..160, 0..6),
         any::<bool>(),
+        prop_oneof![Just(None), Just(Some(25usize)), (1usize..10).prop_map(Some)],
     )
         .prop_map(
-            |(cases, page_cap, child_inline_limit, crashes, edits, racing)| Scenario {
+            |(cases, page_cap, child_inline_limit, crashes, edits, racing, write_batch)| Scenario {
                 cases,
                 page_cap,
                 child_inline_limit,
                 crashes,
                 edits,
                 racing,
+                write_batch,
             },
         )
 }
@@ -142,6 +146,7 @@ async fn check(s: Scenario) -> Result<(), TestCaseError> {
     )
     .await;
     let conn = h.connect(QueueScope::All, BackfillWindow::Days7).await;
+    h.store.set_write_batch_size(s.write_batch);
 
     let mut edits = s.edits.iter().filter(|&&i| i < ids.len()).peekable();
     for (round, &allowed) in s.crashes.iter().enumerate() {

@@ -818,3 +818,100 @@ async fn many_specific_queues_are_split_into_several_queries_and_merged_in_order
     assert!(stats.queries >= 2, "split into several queries");
     assert!(stats.soql.iter().all(|q| q.len() < 14_000));
 }
+
+/// A page of three closed Cases; the middle one has a CreatedDate no Salesforce would send.
+fn page_with_an_unmappable_case(at: &str) -> String {
+    let case = |id: &str, number: &str, created: &str| {
+        format!(
+            r#"{{"attributes":{{"type":"Case","url":"/services/data/v59.0/sobjects/Case/{id}"}},"Id":"{id}","CaseNumber":"{number}","Subject":"s","Status":"Closed","Priority":null,"Origin":null,"Type":null,"CreatedDate":"{created}","SystemModstamp":"{at}","Description":"d","ContactEmail":null,"Contact":null,"OwnerId":"00Gxx000000ABCDEA4","EmailMessages":null}}"#
+        )
+    };
+    format!(
+        r#"{{"totalSize":3,"done":true,"records":[{},{},{}]}}"#,
+        case("500xx000003DHb0AAG", "1", "2024-03-01T09:15:02.000+0000"),
+        case("500xx000003DHb1AAG", "2", "yesterday"),
+        case("500xx000003DHb2AAG", "3", "2024-03-01T09:15:02.000+0000"),
+    )
+}
+
+#[tokio::test]
+async fn a_case_that_cannot_be_mapped_is_recorded_before_the_cursor_passes_it_and_does_not_fail_the_page()
+ {
+    use casesync_core::connect::{self, ConnectionSettings};
+    use casesync_core::domain::{ChannelName, LoginUrl};
+    use casesync_core::memory::MemoryStore;
+    use casesync_core::ports::SystemClock;
+    use casesync_core::sync::SyncEngine;
+    use std::sync::Arc;
+
+    // Given a page whose middle Case cannot be mapped
+    let at = casesync_core::data_point::rfc3339::format(&minutes_ago(30)).replace('Z', ".000+0000");
+    let base = fake_salesforce(page_with_an_unmappable_case(&at)).await;
+    // When a run dies after n store writes, for the first n at which its cursor has already
+    // passed the page (so the run record, written last, is lost)
+    for n in 1..=10 {
+        let store = Arc::new(MemoryStore::new());
+        let salesforce = casesync_core::salesforce::Salesforce::new(
+            casesync_core::salesforce::OAuthApp {
+                client_id: "cid".into(),
+                client_secret: None,
+            },
+            &test_http(),
+        )
+        .unwrap();
+        let conn = connect::with_refresh_token(
+            &salesforce.oauth,
+            store.as_ref(),
+            store.as_ref(),
+            LoginUrl::parse(&base).unwrap(),
+            secrecy::SecretString::from("5Aepfake".to_owned()),
+            ConnectionSettings {
+                channel: ChannelName::parse("support").unwrap(),
+                scope: QueueScope::All,
+                backfill: BackfillWindow::Days7,
+                api_version: Default::default(),
+            },
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+        let engine = SyncEngine::new(
+            store.clone(),
+            store.clone(),
+            store.clone(),
+            Arc::new(SystemClock),
+            salesforce,
+            SyncConfig::default(),
+        );
+        store.crash_after_writes(n);
+        let _ = engine.sync(&conn.id, Duration::from_secs(30), None).await;
+        store.heal();
+        let c = store.get_connection(&conn.id).await.unwrap().unwrap();
+        if c.cursor.case_id.as_ref().map(|c| c.as_str()) != Some("500xx000003DHb2AAG") {
+            continue;
+        }
+        // Then the other two Cases are stored, and the failure is recorded with its reason,
+        // so a later run retries it
+        let stored: Vec<String> = store
+            .all_data_points()
+            .iter()
+            .map(|p| p.case_id.to_string())
+            .collect();
+        assert_eq!(stored, ["500xx000003DHb0AAG", "500xx000003DHb2AAG"]);
+        assert!(c.last_run.is_none(), "the run record was lost in the crash");
+        assert_eq!(
+            c.failures.len(),
+            1,
+            "crash after {n} writes: {:?}",
+            c.failures
+        );
+        assert_eq!(c.failures[0].case_id.as_str(), "500xx000003DHb1AAG");
+        assert!(
+            c.failures[0].error.contains("CreatedDate"),
+            "{:?}",
+            c.failures[0]
+        );
+        return;
+    }
+    panic!("no crash point let the cursor pass the page");
+}

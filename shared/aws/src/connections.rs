@@ -448,6 +448,15 @@ impl RunRecorder for DynamoConnectionStore {
             .await
             .map(drop)
     }
+
+    async fn save_failures(&self, id: &ConnectionId, failures: &[CaseFailure]) -> StoreResult<()> {
+        let mut expr = Expr::new();
+        let mut u = Update::default();
+        u.set(&mut expr, FAILURES, failures_value(failures)?);
+        self.update(id, "save failures", expr, u.build(), None)
+            .await
+            .map(drop)
+    }
 }
 
 #[async_trait]

@@ -439,6 +439,11 @@ impl DataPointWriter for DynamoDataPointStore {
         }
         Ok(counts)
     }
+
+    /// `BatchWriteItem` holds 25 items: the engine hands over whole batches.
+    fn write_batch_size(&self) -> Option<usize> {
+        Some(crate::batch::WRITE_CHUNK)
+    }
 }
 
 fn put_request(item: Item) -> WriteRequest {

@@ -16,8 +16,8 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::data_point::{DataPoint, Supersedes};
 use crate::domain::{
-    BackfillWindow, CaseId, Connection, ConnectionId, ConnectionState, Cursor, InstanceUrl,
-    QueueScope,
+    BackfillWindow, CaseFailure, CaseId, Connection, ConnectionId, ConnectionState, Cursor,
+    InstanceUrl, QueueScope,
 };
 use crate::ports::*;
 
@@ -39,6 +39,8 @@ pub struct MemoryStore {
     inner: Mutex<Inner>,
     /// Data point writes that reached the store, one per point (created or updated).
     pub point_writes: AtomicU64,
+    /// Points per write call, to behave like a batching store (0: any number).
+    write_batch: AtomicU64,
 }
 
 impl MemoryStore {
@@ -58,6 +60,12 @@ impl MemoryStore {
 
     pub fn heal(&self) {
         self.lock().writes_left = None;
+    }
+
+    /// Makes the store ask for whole batches of `n` points, as DynamoDB does with 25.
+    pub fn set_write_batch_size(&self, n: Option<usize>) {
+        self.write_batch
+            .store(n.unwrap_or(0) as u64, Ordering::Relaxed);
     }
 
     /// Takes one write from the crash budget, or fails as a crashed process would.
@@ -207,6 +215,13 @@ impl RunRecorder for MemoryStore {
             Ok(())
         })
     }
+
+    async fn save_failures(&self, id: &ConnectionId, failures: &[CaseFailure]) -> StoreResult<()> {
+        self.with_connection(id, |c| {
+            c.failures = failures.to_vec();
+            Ok(())
+        })
+    }
 }
 
 #[async_trait]
@@ -295,6 +310,13 @@ impl DataPointWriter for MemoryStore {
             inner.points.insert(key, (p.clone(), hash));
         }
         Ok(counts)
+    }
+
+    fn write_batch_size(&self) -> Option<usize> {
+        match self.write_batch.load(Ordering::Relaxed) {
+            0 => None,
+            n => Some(n as usize),
+        }
     }
 }
 

@@ -97,6 +97,9 @@ pub struct RunRecord {
 pub trait RunRecorder: Send + Sync {
     /// Records a finished run; leaves state and cursor alone.
     async fn record_run(&self, id: &ConnectionId, run: &RunRecord) -> StoreResult<()>;
+    /// Replaces the connection's recorded failures during a run, before the cursor moves past
+    /// a Case that failed: a crash then cannot lose the record of it.
+    async fn save_failures(&self, id: &ConnectionId, failures: &[CaseFailure]) -> StoreResult<()>;
 }
 
 /// Keeps two workers (two Lambda invocations, two CLI processes) off one connection at a time.
@@ -149,6 +152,14 @@ pub trait DataPointWriter: Send + Sync {
     /// are created, newer or changed ones replace the stored point, unchanged and older ones are
     /// left alone. Durable when it returns `Ok`.
     async fn upsert_data_points(&self, points: &[DataPoint]) -> StoreResult<UpsertCounts>;
+
+    /// The number of points this store writes per call, when it writes in fixed batches
+    /// (DynamoDB's `BatchWriteItem` holds 25). The engine then hands it whole batches and
+    /// carries the rest of a page over to the next, committing the cursor only past what was
+    /// written. `None`: any number is one write.
+    fn write_batch_size(&self) -> Option<usize> {
+        None
+    }
 }
 
 #[async_trait]

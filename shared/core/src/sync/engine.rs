@@ -168,6 +168,14 @@ struct Run<'a> {
     until: DateTime<Utc>,
     counts: SyncCounts,
     failures: BTreeMap<CaseId, CaseFailure>,
+    /// The failure set changed since it was last saved.
+    failures_dirty: bool,
+    /// Mapped points read but not yet written (a batching store takes whole batches), each
+    /// with its record's position.
+    pending: Vec<(DataPoint, Cursor)>,
+    /// The position of the last record read: everything up to it is written, recorded as a
+    /// failure, or in `pending`.
+    read_to: Option<Cursor>,
     last_page_time: Duration,
 }
 
@@ -205,6 +213,9 @@ impl<'a> Run<'a> {
             until,
             counts: SyncCounts::default(),
             failures,
+            failures_dirty: false,
+            pending: Vec::new(),
+            read_to: None,
             last_page_time: Duration::ZERO,
         }
     }
@@ -349,6 +360,12 @@ impl<'a> Run<'a> {
         let mut source = self.open(&owners, &window);
         loop {
             if let Some(stop) = self.should_stop().await {
+                // Out of time: what was read is written. Disconnected or failing: nothing more.
+                if matches!(stop, Stop::MoreWork) {
+                    if let Some(failed) = self.flush(true).await {
+                        return failed;
+                    }
+                }
                 return stop;
             }
             let prefetch = self.remaining() > self.last_page_time * 3;
@@ -387,7 +404,13 @@ impl<'a> Run<'a> {
                             source = self.open(&owners, &window);
                             continue;
                         }
-                        _ => return self.stop_for(e),
+                        _ => {
+                            // What was read before Salesforce refused is good: keep it.
+                            if let Some(failed) = self.flush(true).await {
+                                return failed;
+                            }
+                            return self.stop_for(e);
+                        }
                     }
                 }
             };
@@ -412,7 +435,7 @@ impl<'a> Run<'a> {
                     source = self.open(&owners, &window);
                     continue;
                 }
-                return Stop::Done;
+                return self.flush(true).await.unwrap_or(Stop::Done);
             };
             halvings = 0;
             self.last_page_time = page_started.elapsed();
@@ -420,7 +443,7 @@ impl<'a> Run<'a> {
                 return stop;
             }
             if let Some(stop) = self.over_quota() {
-                return stop;
+                return self.flush(true).await.unwrap_or(stop);
             }
         }
     }
@@ -473,30 +496,46 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Maps and writes one batch, then commits the cursor past it.
+    /// Maps one batch and writes it (or, for a batching store, its whole batches).
     async fn write(&mut self, batch: Batch) -> Option<Stop> {
         let now = self.engine.clock.now();
         self.counts.fetched += (batch.records.len() + batch.broken.len()) as u64;
-        let mut last: Option<Cursor> = None;
-        let mut points: Vec<DataPoint> = Vec::with_capacity(batch.records.len());
         for record in batch.records {
-            let pos = position(&record);
+            let pos = position(&record).map(|(ts, id)| Cursor::new(ts, id));
             let case_id = record.id.as_deref().and_then(|id| CaseId::parse(id).ok());
-            match map_case(&self.ctx, record) {
-                Ok(p) => {
-                    self.failures.remove(&p.case_id);
-                    points.push(p);
+            match (map_case(&self.ctx, record), &pos) {
+                (Ok(p), Some(pos)) => {
+                    if self.failures.remove(&p.case_id).is_some() {
+                        self.failures_dirty = true;
+                    }
+                    self.pending.push((p, pos.clone()));
                 }
-                Err(e) => self.fail(case_id, e.to_string(), now),
+                (Ok(p), None) => self.fail(Some(p.case_id), "the Case has no position".into(), now),
+                (Err(e), _) => self.fail(case_id, e.to_string(), now),
             }
-            if let Some((ts, id)) = pos {
-                last = Some(Cursor::new(ts, id));
+            if let Some(pos) = pos {
+                if self.read_to.as_ref().is_none_or(|r| pos > *r) {
+                    self.read_to = Some(pos);
+                }
             }
         }
         for (case_id, error) in batch.broken {
             self.fail(case_id, error, now);
         }
-        if !points.is_empty() {
+        self.flush(false).await
+    }
+
+    /// Writes pending points — all of them, or only whole batches for a batching store unless
+    /// `all` — then commits the cursor to the furthest position below which nothing is left
+    /// unwritten. Recorded failures are saved first, so the cursor never passes a Case that is
+    /// neither written nor recorded.
+    async fn flush(&mut self, all: bool) -> Option<Stop> {
+        let n = match self.engine.points.write_batch_size() {
+            Some(k) if k > 0 && !all => self.pending.len() / k * k,
+            _ => self.pending.len(),
+        };
+        if n > 0 {
+            let points: Vec<DataPoint> = self.pending[..n].iter().map(|(p, _)| p.clone()).collect();
             match self.engine.points.upsert_data_points(&points).await {
                 Ok(c) => {
                     self.counts.created += c.created;
@@ -506,25 +545,45 @@ impl<'a> Run<'a> {
                 Err(e) => return Some(Stop::Failed(format!("could not store data points: {e}"))),
             }
         }
-        if let Some(next) = last {
-            if next > self.committed {
-                match self
+        let target = if n == self.pending.len() {
+            self.read_to.clone()
+        } else if n > 0 {
+            Some(self.pending[n - 1].1.clone())
+        } else {
+            None
+        };
+        self.pending.drain(..n);
+        if let Some(next) = target.filter(|t| *t > self.committed) {
+            if self.failures_dirty {
+                let failures: Vec<CaseFailure> = self.failures.values().cloned().collect();
+                if let Err(e) = self
                     .engine
                     .connections
-                    .commit_cursor(self.id(), &self.committed, &next)
+                    .save_failures(self.id(), &failures)
                     .await
                 {
-                    Ok(()) => self.committed = next.clone(),
-                    Err(StoreError::Conflict(e)) => {
-                        return Some(Stop::Busy(format!(
-                            "the cursor was moved by another run or a reconfiguration ({e}); this run stopped"
-                        )));
-                    }
-                    Err(e) => return Some(Stop::Failed(format!("could not save the cursor: {e}"))),
+                    return Some(Stop::Failed(format!("could not record failed Cases: {e}")));
                 }
+                self.failures_dirty = false;
             }
-            if next > self.position {
-                self.position = next;
+            match self
+                .engine
+                .connections
+                .commit_cursor(self.id(), &self.committed, &next)
+                .await
+            {
+                Ok(()) => self.committed = next,
+                Err(StoreError::Conflict(e)) => {
+                    return Some(Stop::Busy(format!(
+                        "the cursor was moved by another run or a reconfiguration ({e}); this run stopped"
+                    )));
+                }
+                Err(e) => return Some(Stop::Failed(format!("could not save the cursor: {e}"))),
+            }
+        }
+        if let Some(read) = &self.read_to {
+            if *read > self.position {
+                self.position = read.clone();
             }
         }
         if let Some(observer) = self.progress {
@@ -543,6 +602,7 @@ impl<'a> Run<'a> {
 
     fn fail(&mut self, case_id: Option<CaseId>, error: String, now: DateTime<Utc>) {
         self.counts.failed += 1;
+        self.failures_dirty = true;
         tracing::warn!(connection = %self.connection.id, case = ?case_id, %error, "a Case could not be imported");
         if let Some(id) = case_id {
             self.failures

@@ -409,6 +409,24 @@ impl RunRecorder for SqliteStore {
         })
         .await
     }
+
+    async fn save_failures(&self, id: &ConnectionId, failures: &[CaseFailure]) -> StoreResult<()> {
+        let id = id.clone();
+        let failures = json("the failures", &failures)?;
+        self.write(move |db, _| {
+            let changed = db
+                .execute(
+                    "UPDATE connections SET failures = ?2 WHERE id = ?1",
+                    params![id.as_str(), failures],
+                )
+                .map_err(sql_error(format!("saving the failures of connection {id}")))?;
+            if changed == 0 {
+                return Err(not_found(&id));
+            }
+            Ok(())
+        })
+        .await
+    }
 }
 
 #[async_trait]
