@@ -1,1 +1,18 @@
-fn main() {}
+//! Lambda `api`: wiring only; the handler is `casesync_api::Api`.
+
+use casesync_api::{Api, Config, interactive_http};
+use casesync_aws::config::Env;
+use lambda_http::{Error, Request, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let config = Config::from_env(Env::new())?;
+    let sdk = aws_config::load_from_env().await;
+    let api = Api::from_aws(&config, &sdk, &interactive_http()).await?;
+    let api = &api;
+    lambda_http::run(service_fn(move |req: Request| async move {
+        Ok::<_, Error>(api.handle(req).await)
+    }))
+    .await
+}
