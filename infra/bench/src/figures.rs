@@ -411,32 +411,31 @@ async fn throughput(scale: &Scale) -> anyhow::Result<Vec<Row>> {
         target: ">= 20000 Cases/s on one core".into(),
         verdict: Verdict::of(per_cpu >= 20_000.0),
     }];
-    if let Some((small, large)) = scale.callgrind {
-        if which("valgrind") {
-            let ir = |n: usize| async move {
-                let out =
-                    std::env::temp_dir().join(format!("casesync-callgrind-{n}-{}", uuid_like()));
-                let shape = OrgShape {
-                    cases: n,
-                    emails: EMAILS,
-                    body_bytes: BODY_BYTES,
-                    latency_ms: 0,
-                };
-                child_backfill(&shape, 200, Some(&out)).await?;
-                let total = callgrind_total(&out)?;
-                let _ = std::fs::remove_file(&out);
-                anyhow::Ok(total)
+    if let Some((small, large)) = scale.callgrind
+        && which("valgrind")
+    {
+        let ir = |n: usize| async move {
+            let out = std::env::temp_dir().join(format!("casesync-callgrind-{n}-{}", uuid_like()));
+            let shape = OrgShape {
+                cases: n,
+                emails: EMAILS,
+                body_bytes: BODY_BYTES,
+                latency_ms: 0,
             };
-            let (a, b) = (ir(small).await?, ir(large).await?);
-            let per_case = (b.saturating_sub(a)) as f64 / (large - small) as f64;
-            rows.push(Row {
-                figure: "instructions per Case (callgrind, marginal)".into(),
-                measured: format!("{:.2} M instructions", per_case / 1e6),
-                limit: format!("({large} - {small} Cases)"),
-                target: "report".into(),
-                verdict: Verdict::Info,
-            });
-        }
+            child_backfill(&shape, 200, Some(&out)).await?;
+            let total = callgrind_total(&out)?;
+            let _ = std::fs::remove_file(&out);
+            anyhow::Ok(total)
+        };
+        let (a, b) = (ir(small).await?, ir(large).await?);
+        let per_case = (b.saturating_sub(a)) as f64 / (large - small) as f64;
+        rows.push(Row {
+            figure: "instructions per Case (callgrind, marginal)".into(),
+            measured: format!("{:.2} M instructions", per_case / 1e6),
+            limit: format!("({large} - {small} Cases)"),
+            target: "report".into(),
+            verdict: Verdict::Info,
+        });
     }
     Ok(rows)
 }

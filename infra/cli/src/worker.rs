@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use casesync_core::domain::{
-    BackfillWindow, Connection, ConnectionId, ConnectionState, Cursor, InstanceUrl, QueueScope,
+    BackfillWindow, CaseFailure, Connection, ConnectionId, ConnectionState, Cursor, InstanceUrl,
+    QueueScope,
 };
 use casesync_core::ports::{
     ConnectionReader, ConnectionWriter, CursorStore, LeaseStore, RunRecord, RunRecorder,
@@ -356,6 +357,10 @@ impl<S: CursorStore> CursorStore for TrackedLeases<S> {
 impl<S: RunRecorder> RunRecorder for TrackedLeases<S> {
     async fn record_run(&self, id: &ConnectionId, run: &RunRecord) -> StoreResult<()> {
         self.inner.record_run(id, run).await
+    }
+
+    async fn save_failures(&self, id: &ConnectionId, failures: &[CaseFailure]) -> StoreResult<()> {
+        self.inner.save_failures(id, failures).await
     }
 }
 

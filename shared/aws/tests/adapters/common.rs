@@ -84,7 +84,7 @@ pub fn point(connection: &ConnectionId, case: &CaseId, modstamp: &str, subject: 
 fn message(i: usize, text: String) -> Message {
     Message {
         message_id: Some(format!("02sxx{i:010}")),
-        direction: Some(if i % 2 == 0 {
+        direction: Some(if i.is_multiple_of(2) {
             Direction::Inbound
         } else {
             Direction::Outbound

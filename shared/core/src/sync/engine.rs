@@ -240,10 +240,11 @@ impl<'a> Run<'a> {
         }
 
         let mut stop = Stop::Done;
-        if sweep && !self.failures.is_empty() {
-            if let Some(s) = self.retry_failures().await {
-                stop = s;
-            }
+        if sweep
+            && !self.failures.is_empty()
+            && let Some(s) = self.retry_failures().await
+        {
+            stop = s;
         }
         if matches!(stop, Stop::Done) {
             stop = self.read_forward().await;
@@ -296,15 +297,14 @@ impl<'a> Run<'a> {
             // A first run starts the lookback clock: nothing before its window matters.
             lookback_swept_at: (swept || first_run).then_some(self.started_at),
         };
-        if outcome != SyncOutcome::Disconnected || self.connection_exists().await {
-            if let Err(e) = self
+        if (outcome != SyncOutcome::Disconnected || self.connection_exists().await)
+            && let Err(e) = self
                 .engine
                 .connections
                 .record_run(&self.connection.id, &record)
                 .await
-            {
-                tracing::error!(connection = %self.connection.id, error = %e, "could not record the run");
-            }
+        {
+            tracing::error!(connection = %self.connection.id, error = %e, "could not record the run");
         }
         tracing::info!(
             connection = %self.connection.id,
@@ -361,10 +361,10 @@ impl<'a> Run<'a> {
         loop {
             if let Some(stop) = self.should_stop().await {
                 // Out of time: what was read is written. Disconnected or failing: nothing more.
-                if matches!(stop, Stop::MoreWork) {
-                    if let Some(failed) = self.flush(true).await {
-                        return failed;
-                    }
+                if matches!(stop, Stop::MoreWork)
+                    && let Some(failed) = self.flush(true).await
+                {
+                    return failed;
                 }
                 return stop;
             }
@@ -513,10 +513,10 @@ impl<'a> Run<'a> {
                 (Ok(p), None) => self.fail(Some(p.case_id), "the Case has no position".into(), now),
                 (Err(e), _) => self.fail(case_id, e.to_string(), now),
             }
-            if let Some(pos) = pos {
-                if self.read_to.as_ref().is_none_or(|r| pos > *r) {
-                    self.read_to = Some(pos);
-                }
+            if let Some(pos) = pos
+                && self.read_to.as_ref().is_none_or(|r| pos > *r)
+            {
+                self.read_to = Some(pos);
             }
         }
         for (case_id, error) in batch.broken {
@@ -581,10 +581,10 @@ impl<'a> Run<'a> {
                 Err(e) => return Some(Stop::Failed(format!("could not save the cursor: {e}"))),
             }
         }
-        if let Some(read) = &self.read_to {
-            if *read > self.position {
-                self.position = read.clone();
-            }
+        if let Some(read) = &self.read_to
+            && *read > self.position
+        {
+            self.position = read.clone();
         }
         if let Some(observer) = self.progress {
             observer.on_page(&super::Progress {

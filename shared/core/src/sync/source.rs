@@ -92,13 +92,11 @@ impl Stream {
         };
         *pages += 1;
         self.next_url = page.next().map(str::to_owned);
-        if prefetch {
-            if let Some(url) = self.next_url.take() {
-                let api = api.clone();
-                self.prefetch = Some(AbortOnDrop(tokio::spawn(async move {
-                    api.query_more::<CaseRecord>(&url, Some(batch_size)).await
-                })));
-            }
+        if prefetch && let Some(url) = self.next_url.take() {
+            let api = api.clone();
+            self.prefetch = Some(AbortOnDrop(tokio::spawn(async move {
+                api.query_more::<CaseRecord>(&url, Some(batch_size)).await
+            })));
         }
         for e in decode_errors {
             batch.broken.push((

@@ -45,7 +45,7 @@ pub fn point(
 ) -> DataPoint {
     let message = |i: usize, text: String| Message {
         message_id: Some(format!("02sxx00000{i:05}")),
-        direction: Some(if i % 2 == 0 {
+        direction: Some(if i.is_multiple_of(2) {
             Direction::Inbound
         } else {
             Direction::Outbound
