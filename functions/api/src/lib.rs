@@ -361,3 +361,68 @@ fn error_response(e: &ApiError) -> Response<Body> {
     }
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(vars: Vec<(&'static str, &'static str)>) -> Env {
+        Env::from_fn(move |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        })
+    }
+
+    fn complete() -> Vec<(&'static str, &'static str)> {
+        vec![
+            (CONNECTIONS_TABLE, "c"),
+            (DATA_POINTS_TABLE, "d"),
+            (AUTH_STATES_TABLE, "a"),
+            (SECRET_PREFIX, "p"),
+            (SALESFORCE_CLIENT_ID, "id"),
+            (SALESFORCE_CLIENT_SECRET_ARN, "arn"),
+        ]
+    }
+
+    #[test]
+    fn every_missing_variable_is_reported_at_once() {
+        let err = Config::from_env(env(vec![(DATA_POINTS_TABLE, "d")])).unwrap_err();
+        assert_eq!(
+            err.missing,
+            vec![
+                CONNECTIONS_TABLE,
+                AUTH_STATES_TABLE,
+                SECRET_PREFIX,
+                SALESFORCE_CLIENT_ID,
+                SALESFORCE_CLIENT_SECRET_ARN
+            ]
+        );
+    }
+
+    #[test]
+    fn callback_url_is_optional_but_checked() {
+        assert_eq!(
+            Config::from_env(env(complete())).unwrap().callback_url,
+            None
+        );
+        let mut vars = complete();
+        vars.push((CALLBACK_URL, "https://casesync.example.com/oauth/callback"));
+        assert_eq!(
+            Config::from_env(env(vars)).unwrap().callback_url.as_deref(),
+            Some("https://casesync.example.com/oauth/callback")
+        );
+        let mut vars = complete();
+        vars.push((CALLBACK_URL, "http://casesync.example.com/oauth/callback"));
+        let err = Config::from_env(env(vars)).unwrap_err();
+        assert!(err.to_string().contains("CALLBACK_URL"), "{err}");
+    }
+
+    #[test]
+    fn domain_names_cannot_bend_the_redirect_uri() {
+        assert!(is_host("k7x2m9q4ab.execute-api.eu-west-1.amazonaws.com"));
+        for bad in ["", "evil.com/x", "a@b", "evil.com?", "x y"] {
+            assert!(!is_host(bad), "{bad}");
+        }
+    }
+}

@@ -227,3 +227,52 @@ impl Callback {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(vars: Vec<(&'static str, &'static str)>) -> Env {
+        Env::from_fn(move |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        })
+    }
+
+    fn with_app_url(app_url: &'static str) -> Env {
+        env(vec![
+            (CONNECTIONS_TABLE, "c"),
+            (AUTH_STATES_TABLE, "a"),
+            (SECRET_PREFIX, "p"),
+            (SALESFORCE_CLIENT_ID, "id"),
+            (SALESFORCE_CLIENT_SECRET_ARN, "arn"),
+            (APP_URL, app_url),
+        ])
+    }
+
+    #[test]
+    fn every_missing_variable_is_reported_at_once() {
+        let err = Config::from_env(env(vec![(CONNECTIONS_TABLE, "c")])).unwrap_err();
+        assert_eq!(
+            err.missing,
+            vec![
+                AUTH_STATES_TABLE,
+                SECRET_PREFIX,
+                SALESFORCE_CLIENT_ID,
+                SALESFORCE_CLIENT_SECRET_ARN,
+                APP_URL
+            ]
+        );
+    }
+
+    #[test]
+    fn app_url_must_be_an_absolute_http_url() {
+        let config = Config::from_env(with_app_url("https://app.example.com/x?y=1")).unwrap();
+        assert_eq!(config.app_url.as_str(), "https://app.example.com/x?y=1");
+        for bad in ["javascript:alert(1)", "/relative", "app.example.com"] {
+            let err = Config::from_env(with_app_url(bad)).unwrap_err();
+            assert!(err.to_string().contains("APP_URL"), "{bad}: {err}");
+        }
+    }
+}
