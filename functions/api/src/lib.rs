@@ -25,6 +25,7 @@
 pub mod error;
 pub mod input;
 pub mod routes;
+pub mod telemetry;
 pub mod views;
 
 use std::sync::Arc;

@@ -1,12 +1,12 @@
 //! Lambda `api`: wiring only; the handler is `casesync_api::Api`.
 
-use casesync_api::{Api, Config, interactive_http};
+use casesync_api::{Api, Config, interactive_http, telemetry};
 use casesync_aws::config::Env;
 use lambda_http::{Error, Request, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    telemetry::init();
     let config = Config::from_env(Env::new())?;
     let sdk = aws_config::load_from_env().await;
     let api = Api::from_aws(&config, &sdk, &interactive_http()).await?;

@@ -166,6 +166,7 @@ async fn no_secret_reaches_a_log_a_response_or_a_table() {
         ("refresh token", first_token.as_str()),
         ("refresh token", second_token.as_str()),
         ("client secret", "casesync-sim-secret"),
+        ("caller's session token", "IQoJb3JpZ2luX2VjEXAMPLE"),
         ("authorization code", codes[0].as_str()),
         ("authorization code", codes[1].as_str()),
     ];
