@@ -9,7 +9,9 @@ use casesync_core::data_point::{ContentSource, DataPoint, Direction};
 use casesync_core::domain::{
     ApiVersion, BackfillWindow, ChannelName, Connection, ConnectionState, LoginUrl, QueueScope,
 };
-use casesync_core::ports::{ConnectionWriter, DataPointReader, SecretStore};
+use casesync_core::ports::{
+    ConnectionReader, ConnectionWriter, DataPointDeleter, DataPointReader, SecretStore,
+};
 use casesync_core::sync::SyncOutcome;
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
@@ -34,6 +36,7 @@ const DISCONNECT_REASON: &str = "demo connection: its Salesforce simulator stopp
 pub async fn run(dir: &Path, _args: DemoArgs) -> Result<Exit, CliError> {
     let started = Instant::now();
     let app = App::create(dir).await?;
+    remove_previous_demos(&app).await?;
     eprintln!("Starting a Salesforce simulator with a sample org on 127.0.0.1...");
     let sim = Simulator::start(SimConfig::default(), Org::sample(SAMPLE_SEED, Utc::now()))
         .await
@@ -41,6 +44,42 @@ pub async fn run(dir: &Path, _args: DemoArgs) -> Result<Exit, CliError> {
     let result = demo(&app, &sim, started).await;
     sim.shutdown().await;
     result
+}
+
+/// Each demo run replaces the previous one's connection and data, so running it again does
+/// not double the export. Only connections this command left behind are touched: disconnected
+/// with the demo's own reason.
+async fn remove_previous_demos(app: &App) -> Result<(), CliError> {
+    let connections = app
+        .store
+        .list_connections()
+        .await
+        .context("listing connections")?;
+    for c in connections {
+        let is_demo = c.state == ConnectionState::Disconnected
+            && c.state_reason.as_deref() == Some(DISCONNECT_REASON);
+        if !is_demo {
+            continue;
+        }
+        let removed = app
+            .store
+            .delete_data_points(&c.id)
+            .await
+            .context("deleting the previous demo's data points")?;
+        app.secrets
+            .delete_refresh_token(&c.id)
+            .await
+            .context("deleting the previous demo's token")?;
+        app.store
+            .delete_connection(&c.id)
+            .await
+            .context("deleting the previous demo connection")?;
+        eprintln!(
+            "Removed the previous demo connection {} and its {removed} data points.",
+            c.id
+        );
+    }
+    Ok(())
 }
 
 async fn demo(app: &App, sim: &SimHandle, started: Instant) -> Result<Exit, CliError> {
@@ -302,12 +341,26 @@ fn print_summary(
         c.id
     );
     outln!();
+    // Under `cargo run`, `casesync` is not on the PATH yet: show what works from here.
+    let me = if std::env::var_os("CARGO").is_some() {
+        "cargo run -q --bin casesync --"
+    } else {
+        "casesync"
+    };
+    let width = me.len() + 28;
     outln!("Next:");
-    outln!("  casesync status                        connections, cursors, last sync");
     outln!(
-        "  casesync export | head -n 1            one data point in full (JSONL; or --format csv)"
+        "  {:width$} connections, cursors, last sync",
+        format!("{me} status")
     );
-    outln!("  casesync connect --help                connect your own Salesforce org");
+    outln!(
+        "  {:width$} one data point in full (JSONL; or --format csv)",
+        format!("{me} export | head -n 1")
+    );
+    outln!(
+        "  {:width$} connect your own Salesforce org",
+        format!("{me} connect --help")
+    );
 }
 
 /// Three data points worth reading: with a conversation, preferring short threads.

@@ -20,7 +20,7 @@ async fn the_demo_runs_without_a_terminal_leaves_its_data_and_runs_again() {
         "participant",
         data.to_str().unwrap(),
         "Next:",
-        "casesync status",
+        "connections, cursors, last sync",
     ] {
         assert!(
             out.stdout.contains(expected),
@@ -50,12 +50,21 @@ async fn the_demo_runs_without_a_terminal_leaves_its_data_and_runs_again() {
     let sync = Casesync::new(&data, &["sync"]).output().await;
     sync.assert_code(0);
 
-    // And the demo runs again
-    Casesync::new(&data, &["demo"])
-        .output()
-        .await
-        .assert_code(0);
+    // And the demo runs again, replacing its previous connection and data (not doubling the
+    // export), and leaving any other connection alone
+    let first_id = status[0]["id"].as_str().unwrap().to_owned();
+    let again = Casesync::new(&data, &["demo"]).output().await;
+    again.assert_code(0);
+    assert!(
+        again
+            .stderr
+            .contains(&format!("Removed the previous demo connection {first_id}")),
+        "{again:?}"
+    );
     let status = Casesync::new(&data, &["status", "--json"]).output().await;
     let status: Vec<serde_json::Value> = serde_json::from_str(&status.stdout).unwrap();
-    assert_eq!(status.len(), 2);
+    assert_eq!(status.len(), 1);
+    assert_ne!(status[0]["id"], first_id.as_str());
+    let export = Casesync::new(&data, &["export"]).output().await;
+    assert_eq!(export.stdout.lines().count() as u64, imported);
 }
