@@ -7,9 +7,13 @@ use lambda_http::{Error, Request, service_fn};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     telemetry::init();
-    let config = Config::from_env(Env::new())?;
+    // Every missing or invalid variable at once, in the log and in the exit error.
+    let config = Config::from_env(Env::new())
+        .inspect_err(|e| tracing::error!(error = %e, "cannot start"))?;
     let sdk = aws_config::load_from_env().await;
-    let api = Api::from_aws(&config, &sdk, &interactive_http()).await?;
+    let api = Api::from_aws(&config, &sdk, &interactive_http())
+        .await
+        .inspect_err(|e| tracing::error!(error = %e, "cannot start"))?;
     let api = &api;
     lambda_http::run(service_fn(move |req: Request| async move {
         Ok::<_, Error>(api.handle(req).await)
