@@ -19,9 +19,7 @@ const ZSTD_LEVEL: i32 = 3;
 /// The data point's JSON (the contract shape), compressed as one zstd frame with a content
 /// checksum: a body reassembled from the wrong or missing parts fails to decompress instead of
 /// decoding to something else.
-pub(crate) fn compress(point: &DataPoint) -> StoreResult<Vec<u8>> {
-    let json = serde_json::to_vec(point)
-        .map_err(|e| StoreError::Unexpected(anyhow!("encode data point {}: {e}", point.id)))?;
+pub(crate) fn compress(json: &[u8]) -> StoreResult<Vec<u8>> {
     let fail = |e: std::io::Error| StoreError::Unexpected(anyhow!("compress data point: {e}"));
     let mut enc =
         zstd::stream::Encoder::new(Vec::with_capacity(json.len() / 4), ZSTD_LEVEL).map_err(fail)?;
@@ -29,7 +27,7 @@ pub(crate) fn compress(point: &DataPoint) -> StoreResult<Vec<u8>> {
     enc.include_contentsize(true).map_err(fail)?;
     enc.set_pledged_src_size(Some(json.len() as u64))
         .map_err(fail)?;
-    enc.write_all(&json).map_err(fail)?;
+    enc.write_all(json).map_err(fail)?;
     enc.finish().map_err(fail)
 }
 

@@ -9,7 +9,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{DeleteRequest, PutRequest, Select, WriteRequest};
 use chrono::{DateTime, Utc};
 
-use casesync_core::data_point::{DataPoint, Supersedes};
+use casesync_core::data_point::{self, DataPoint, EncodedDataPoint, Supersedes};
 use casesync_core::domain::{CaseId, ConnectionId};
 use casesync_core::ports::{
     DataPointDeleter, DataPointReader, DataPointWriter, StoreResult, UpsertCounts,
@@ -68,7 +68,8 @@ struct PartSet {
 /// All versions of one Case given to one upsert, in the order given.
 struct Group<'a> {
     key: Key,
-    points: Vec<&'a DataPoint>,
+    /// Each version with its encoding (JSON and digest), computed once.
+    points: Vec<(&'a DataPoint, EncodedDataPoint)>,
 }
 
 /// A head write planned for one Case.
@@ -159,9 +160,10 @@ impl DynamoDataPointStore {
     /// Encodes the winning version of a group: the head item and, for a large body, its parts.
     fn plan<'a>(
         point: &'a DataPoint,
+        encoded: &EncodedDataPoint,
         expected: Option<StoredHead>,
     ) -> StoreResult<(Planned<'a>, Vec<Item>)> {
-        let body = body::compress(point)?;
+        let body = body::compress(&encoded.json)?;
         let mut head = Item::from([
             (CONNECTION_ID.to_owned(), s(point.connection_id.as_str())),
             (CASE_ID.to_owned(), s(point.case_id.as_str())),
@@ -170,7 +172,7 @@ impl DynamoDataPointStore {
                 SYSTEM_MODSTAMP.to_owned(),
                 s(time::fixed_ms(&point.system_modstamp)?),
             ),
-            (CONTENT_HASH.to_owned(), s(point.content_hash())),
+            (CONTENT_HASH.to_owned(), s(&encoded.hash)),
         ]);
         let mut part_items = Vec::new();
         if body.len() <= INLINE_LIMIT {
@@ -332,30 +334,32 @@ fn parse_head(item: &Item) -> StoreResult<StoredHead> {
 
 /// Applies a group's versions in order to what is stored, as the in-memory store would one
 /// after the other. Returns the counts and the version to write, if any.
-fn decide<'a>(
-    points: &[&'a DataPoint],
+fn decide<'a, 'b>(
+    points: &'b [(&'a DataPoint, EncodedDataPoint)],
     stored: Option<&StoredHead>,
-) -> (UpsertCounts, Option<&'a DataPoint>) {
+) -> (UpsertCounts, Option<(&'a DataPoint, &'b EncodedDataPoint)>) {
     let mut counts = UpsertCounts::default();
     let mut current = stored.map(|h| (h.modstamp, h.hash.clone()));
     let mut winner = None;
-    for p in points {
+    for (p, encoded) in points {
         match &current {
             None => counts.created += 1,
-            Some((modstamp, hash)) => match p.supersedes(*modstamp, hash) {
-                Supersedes::Update => counts.updated += 1,
-                Supersedes::Unchanged => {
-                    counts.unchanged += 1;
-                    continue;
+            Some((modstamp, hash)) => {
+                match data_point::decide(p.system_modstamp, &encoded.hash, *modstamp, hash) {
+                    Supersedes::Update => counts.updated += 1,
+                    Supersedes::Unchanged => {
+                        counts.unchanged += 1;
+                        continue;
+                    }
+                    Supersedes::Stale => {
+                        counts.stale += 1;
+                        continue;
+                    }
                 }
-                Supersedes::Stale => {
-                    counts.stale += 1;
-                    continue;
-                }
-            },
+            }
         }
-        current = Some((p.system_modstamp, p.content_hash()));
-        winner = Some(*p);
+        current = Some((p.system_modstamp, encoded.hash.clone()));
+        winner = Some((*p, encoded));
     }
     (counts, winner)
 }
@@ -391,7 +395,7 @@ impl DataPointWriter for DynamoDataPointStore {
                 });
                 groups.len() - 1
             });
-            groups[i].points.push(p);
+            groups[i].points.push((p, p.encode()));
         }
 
         let keys: Vec<&Key> = groups.iter().map(|g| &g.key).collect();
@@ -403,8 +407,8 @@ impl DataPointWriter for DynamoDataPointStore {
             let head = stored.get(&group.key);
             let (group_counts, winner) = decide(&group.points, head);
             counts += group_counts;
-            if let Some(point) = winner {
-                let (p, parts) = Self::plan(point, head.cloned())?;
+            if let Some((point, encoded)) = winner {
+                let (p, parts) = Self::plan(point, encoded, head.cloned())?;
                 planned.push(p);
                 part_puts.extend(parts.into_iter().map(put_request));
             }
@@ -615,7 +619,15 @@ mod tests {
     fn versions_of_one_case_in_one_batch_apply_in_order() {
         let v1 = point("2024-03-01T00:00:00Z", "a");
         let v2 = point("2024-03-02T00:00:00Z", "b");
-        let (counts, winner) = decide(&[&v1, &v2, &v1, &v2], None);
+        let enc = |p: &DataPoint| (p.clone(), p.encode());
+        let (e1, e2) = (enc(&v1), enc(&v2));
+        let versions = [
+            (&e1.0, e1.1.clone()),
+            (&e2.0, e2.1.clone()),
+            (&e1.0, e1.1.clone()),
+            (&e2.0, e2.1.clone()),
+        ];
+        let (counts, winner) = decide(&versions, None);
         assert_eq!(
             counts,
             UpsertCounts {
@@ -625,10 +637,12 @@ mod tests {
                 stale: 1
             }
         );
-        assert_eq!(winner, Some(&v2));
-        let (counts, winner) = decide(&[&v1], Some(&head(&v2)));
-        assert_eq!((counts.stale, winner), (1, None));
-        let (counts, winner) = decide(&[&v2], Some(&head(&v2)));
-        assert_eq!((counts.unchanged, winner), (1, None));
+        assert_eq!(winner.map(|(p, _)| p), Some(&v2));
+        let older = [(&v1, v1.encode())];
+        let (counts, winner) = decide(&older, Some(&head(&v2)));
+        assert_eq!((counts.stale, winner.is_none()), (1, true));
+        let same = [(&v2, v2.encode())];
+        let (counts, winner) = decide(&same, Some(&head(&v2)));
+        assert_eq!((counts.unchanged, winner.is_none()), (1, true));
     }
 }

@@ -5,7 +5,6 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::domain::{CaseId, ChannelName, ConnectionId};
 
@@ -78,20 +77,55 @@ impl DataPoint {
         uuid::Uuid::new_v5(&DATA_POINT_NAMESPACE, name.as_bytes()).to_string()
     }
 
+    /// The data point serialised once (the bytes a store keeps) with their digest.
+    pub fn encode(&self) -> EncodedDataPoint {
+        let json = serde_json::to_vec(self).expect("a data point always serialises");
+        let hash = digest(&json);
+        EncodedDataPoint { json, hash }
+    }
+
     /// A digest of the whole data point. Stores compare it to skip rewriting an unchanged point.
     pub fn content_hash(&self) -> String {
-        let bytes = serde_json::to_vec(self).expect("a data point always serialises");
-        hex::encode(Sha256::digest(bytes))
+        self.encode().hash
     }
 
     /// Whether `self` should replace `stored`: it is newer, or equally new with different content.
     /// Equal content is never rewritten, and an older version never overwrites a newer one.
     pub fn supersedes(&self, stored_modstamp: DateTime<Utc>, stored_hash: &str) -> Supersedes {
-        match self.system_modstamp.cmp(&stored_modstamp) {
-            std::cmp::Ordering::Less => Supersedes::Stale,
-            _ if self.content_hash() == stored_hash => Supersedes::Unchanged,
-            _ => Supersedes::Update,
-        }
+        decide(
+            self.system_modstamp,
+            &self.content_hash(),
+            stored_modstamp,
+            stored_hash,
+        )
+    }
+}
+
+/// A data point's stored bytes (its contract JSON) and their digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedDataPoint {
+    pub json: Vec<u8>,
+    pub hash: String,
+}
+
+/// The content digest stores keep beside a data point: BLAKE3 of its JSON, in hex. Fast (SIMD),
+/// and collision-resistant, so changed content is never taken for unchanged.
+pub fn digest(json: &[u8]) -> String {
+    blake3::hash(json).to_hex().to_string()
+}
+
+/// [`DataPoint::supersedes`] with the digest already computed: stale when older, unchanged
+/// when the content is equal, an update otherwise.
+pub fn decide(
+    modstamp: DateTime<Utc>,
+    hash: &str,
+    stored_modstamp: DateTime<Utc>,
+    stored_hash: &str,
+) -> Supersedes {
+    match modstamp.cmp(&stored_modstamp) {
+        std::cmp::Ordering::Less => Supersedes::Stale,
+        _ if hash == stored_hash => Supersedes::Unchanged,
+        _ => Supersedes::Update,
     }
 }
 

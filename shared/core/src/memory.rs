@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::data_point::{DataPoint, Supersedes};
+use crate::data_point::{DataPoint, Supersedes, decide};
 use crate::domain::{
     BackfillWindow, CaseFailure, CaseId, Connection, ConnectionId, ConnectionState, Cursor,
     InstanceUrl, QueueScope,
@@ -293,7 +293,12 @@ impl DataPointWriter for MemoryStore {
             match inner.points.get(&key) {
                 None => counts.created += 1,
                 Some((stored, stored_hash)) => {
-                    match p.supersedes(stored.system_modstamp, stored_hash) {
+                    match decide(
+                        p.system_modstamp,
+                        &hash,
+                        stored.system_modstamp,
+                        stored_hash,
+                    ) {
                         Supersedes::Update => counts.updated += 1,
                         Supersedes::Unchanged => {
                             counts.unchanged += 1;

@@ -534,8 +534,15 @@ impl<'a> Run<'a> {
             Some(k) if k > 0 && !all => self.pending.len() / k * k,
             _ => self.pending.len(),
         };
+        let target = if n == self.pending.len() {
+            self.read_to.clone()
+        } else if n > 0 {
+            Some(self.pending[n - 1].1.clone())
+        } else {
+            None
+        };
         if n > 0 {
-            let points: Vec<DataPoint> = self.pending[..n].iter().map(|(p, _)| p.clone()).collect();
+            let points: Vec<DataPoint> = self.pending.drain(..n).map(|(p, _)| p).collect();
             match self.engine.points.upsert_data_points(&points).await {
                 Ok(c) => {
                     self.counts.created += c.created;
@@ -545,14 +552,6 @@ impl<'a> Run<'a> {
                 Err(e) => return Some(Stop::Failed(format!("could not store data points: {e}"))),
             }
         }
-        let target = if n == self.pending.len() {
-            self.read_to.clone()
-        } else if n > 0 {
-            Some(self.pending[n - 1].1.clone())
-        } else {
-            None
-        };
-        self.pending.drain(..n);
         if let Some(next) = target.filter(|t| *t > self.committed) {
             if self.failures_dirty {
                 let failures: Vec<CaseFailure> = self.failures.values().cloned().collect();

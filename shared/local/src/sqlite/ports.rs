@@ -14,7 +14,6 @@ use casesync_core::ports::*;
 use casesync_core::sync::SyncReport;
 use chrono::{DateTime, TimeDelta, Utc};
 use rusqlite::{Connection as Db, ErrorCode, OptionalExtension, Row, TransactionBehavior, params};
-use sha2::{Digest, Sha256};
 
 use super::codec::{CorruptRow, RowDecoder, json_error_position, parse_timestamp, timestamp};
 use super::{Lease, RunHistoryEntry, SqliteStore, run_blocking, sql_error};
@@ -523,27 +522,15 @@ impl EncodedPoint {
         })
     }
 
-    /// Exactly `DataPoint::content_hash` (hex SHA-256 of the serde_json bytes), computed from
-    /// the bytes we store instead of serialising a second time; a test holds them equal.
+    /// Exactly `DataPoint::content_hash` (the core's digest of the serde_json bytes), computed
+    /// from the bytes we store instead of serialising a second time; a test holds them equal.
     fn hash(&mut self) {
-        self.hash = hex::encode(Sha256::digest(self.body.as_bytes()));
+        self.hash = casesync_core::data_point::digest(self.body.as_bytes());
     }
 }
 
-/// `DataPoint::supersedes` with the hash already computed: stale when older, unchanged when the
-/// content is equal, an update otherwise. A test holds it equal to `supersedes`.
-pub(super) fn decide(
-    modstamp: DateTime<Utc>,
-    hash: &str,
-    stored_modstamp: DateTime<Utc>,
-    stored_hash: &str,
-) -> Supersedes {
-    match modstamp.cmp(&stored_modstamp) {
-        std::cmp::Ordering::Less => Supersedes::Stale,
-        _ if hash == stored_hash => Supersedes::Unchanged,
-        _ => Supersedes::Update,
-    }
-}
+/// The core's decision, with the hash already computed.
+pub(super) use casesync_core::data_point::decide;
 
 fn upsert_encoded(db: &mut Db, points: &[EncodedPoint]) -> StoreResult<UpsertCounts> {
     let err = || sql_error(format!("upserting {} data points", points.len()));
