@@ -367,13 +367,19 @@ async fn throttled_writes_mid_run_lose_nothing() {
 
 #[tokio::test]
 async fn a_failed_message_holds_back_the_rest_of_its_group_but_not_other_groups() {
-    // Given two connections; DynamoDB throttles everything about the first one
+    // Given two connections; DynamoDB throttles the first two requests about the first one
+    // (the first message's read and the SDK's retry of it: a second message of that group
+    // would get through if it were tried)
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_test_writer()
+        .try_init();
     let w = World::with_cases("wk-fifo", SimConfig::default(), 5).await;
     let a = w.connect().await;
     let b = w.connect().await;
     let proxy = FaultyDynamo::start(w.aws.endpoint_url()).await;
     let worker = w.worker_with_dynamodb(proxy.client(&w.aws), test_timing());
-    proxy.set(Fault::Mentioning(a.id.to_string()));
+    proxy.set(Fault::MentioningFirst(a.id.to_string(), 2));
     let t0 = Utc::now();
     w.send(&a.id, WorkKind::Tick, t0).await;
     w.send(&a.id, WorkKind::Continuation, t0 + TimeDelta::seconds(1))
@@ -449,5 +455,35 @@ async fn an_invocation_without_time_left_hands_the_message_back() {
         .unwrap();
     assert_eq!(response.batch_item_failures.len(), 1);
     assert_eq!(w.sim.stats().data_calls, 0);
+    assert_eq!(w.queue_depth(&w.queue.queue_url).await, 1);
+}
+
+#[tokio::test]
+async fn a_run_that_would_outlive_the_invocation_is_abandoned_and_handed_back() {
+    // Given a Salesforce that takes 3 s a call, and an invocation with 1.5 s left
+    let w = World::with_cases("wk-overrun", SimConfig::default(), 2).await;
+    let c = w.connect().await;
+    w.sim.set_latency(Duration::from_secs(3));
+    w.send(&c.id, WorkKind::Tick, Utc::now()).await;
+    let worker = w.worker(Timing {
+        run_margin: Duration::from_secs(1),
+        abandon_margin: Duration::from_millis(200),
+        ..test_timing()
+    });
+
+    // When it is delivered
+    let started = std::time::Instant::now();
+    let response = w
+        .deliver(&worker, 1, Duration::from_millis(1500))
+        .await
+        .unwrap();
+
+    // Then the handler answers before the deadline, handing the message back
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(response.batch_item_failures.len(), 1);
     assert_eq!(w.queue_depth(&w.queue.queue_url).await, 1);
 }

@@ -434,6 +434,8 @@ pub enum Fault {
     Operation(String),
     /// Requests whose body mentions this text (e.g. a connection id).
     Mentioning(String),
+    /// The first `n` requests whose body mentions this text; the later ones pass.
+    MentioningFirst(String, u64),
 }
 
 impl FaultyDynamo {
@@ -499,11 +501,18 @@ async fn forward(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned();
-    let fault = match &*state.rule.lock().unwrap() {
+    let fault = match &mut *state.rule.lock().unwrap() {
         Fault::None => false,
         Fault::All => true,
         Fault::Operation(op) => target.ends_with(&format!(".{op}")),
         Fault::Mentioning(text) => String::from_utf8_lossy(&bytes).contains(text.as_str()),
+        Fault::MentioningFirst(text, left) => {
+            let hit = *left > 0 && String::from_utf8_lossy(&bytes).contains(text.as_str());
+            if hit {
+                *left -= 1;
+            }
+            hit
+        }
     };
     if fault {
         state.faulted.fetch_add(1, Ordering::Relaxed);
