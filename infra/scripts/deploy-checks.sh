@@ -6,7 +6,9 @@
 # cargo-lambda and zig from PyPI) and adds the aarch64-unknown-linux-gnu Rust target.
 # Then: cfn-lint, `sam validate --lint` (cfn-lint rules; it skips the SAM transform), plain
 # `sam validate` (runs the transform: catches what the lint cannot, e.g. an IAM-authorized
-# HTTP API without EnableIamAuthorizer), and `sam build`, timed, with each bootstrap's size.
+# HTTP API without EnableIamAuthorizer), a check of the template against the code (key
+# schemas, queue settings, environment variables, binaries, routes), and `sam build`, timed,
+# with each bootstrap's size.
 #
 # `sam build` runs `cargo lambda build --release --arm64 --bin <function>` at the repository
 # root for each function, one after the other, in the workspace's one target directory
@@ -46,6 +48,82 @@ sam validate --lint --template-file template.yaml
 
 step "sam validate"
 sam validate --template-file template.yaml
+
+step "template against the code"
+# What no linter knows: the key schemas the adapters use (casesync_aws::create_tables), the
+# queue settings the worker relies on, every environment variable each function reads (its
+# `env.required(...)` calls) being set for it, and the binaries SAM builds existing.
+python - <<'PY'
+import pathlib, re, sys
+from samtranslator.yaml_helper import yaml_parse
+
+root = pathlib.Path(".")
+t = yaml_parse((root / "template.yaml").read_text())
+res, env_global = t["Resources"], t["Globals"]["Function"]["Environment"]["Variables"]
+problems = []
+def check(ok, what):
+    if not ok:
+        problems.append(what)
+
+def keys(name):
+    return [(k["AttributeName"], k["KeyType"]) for k in res[name]["Properties"]["KeySchema"]]
+check(keys("ConnectionsTable") == [("connection_id", "HASH")], "connections key schema")
+check(keys("DataPointsTable") == [("connection_id", "HASH"), ("case_id", "RANGE")], "data points key schema")
+check(keys("AuthStatesTable") == [("state", "HASH")], "auth states key schema")
+ttl = res["AuthStatesTable"]["Properties"].get("TimeToLiveSpecification", {})
+check(ttl.get("AttributeName") == "expires_at" and ttl.get("Enabled") is True, "auth states TTL on expires_at")
+for name in ("ConnectionsTable", "DataPointsTable", "AuthStatesTable"):
+    p = res[name]["Properties"]
+    check(p.get("BillingMode") == "PAY_PER_REQUEST", f"{name}: on-demand")
+    check(p.get("PointInTimeRecoverySpecification", {}).get("PointInTimeRecoveryEnabled") is True, f"{name}: PITR")
+    check(p.get("SSESpecification", {}).get("SSEEnabled") is True, f"{name}: SSE")
+
+queue, dlq = res["WorkQueue"]["Properties"], res["WorkDeadLetterQueue"]["Properties"]
+worker = res["WorkerFunction"]["Properties"]
+check(queue.get("FifoQueue") is True and dlq.get("FifoQueue") is True, "FIFO work queue and DLQ")
+check(queue.get("ContentBasedDeduplication") is False, "explicit deduplication ids")
+check(queue["VisibilityTimeout"] >= 6 * worker["Timeout"], "visibility timeout >= 6 x worker timeout")
+check(queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["WorkDeadLetterQueue", "Arn"]}, "redrive to the DLQ")
+sqs_events = [e["Properties"] for e in worker["Events"].values() if e["Type"] == "SQS"]
+check(len(sqs_events) == 1 and "ReportBatchItemFailures" in sqs_events[0].get("FunctionResponseTypes", []),
+      "worker's SQS event reports batch item failures")
+
+# The environment contract: constant name -> variable name, from the code.
+consts = {}
+for src in [root / "shared/aws/src/config.rs", *root.glob("functions/*/src/**/*.rs")]:
+    consts.update(re.findall(r'pub const ([A-Z_]+): &str = "([A-Z_]+)";', src.read_text()))
+functions = {"SchedulerFunction": "scheduler", "WorkerFunction": "worker",
+             "OAuthCallbackFunction": "oauth-callback", "ApiFunction": "api"}
+for resource, crate in functions.items():
+    props = res[resource]["Properties"]
+    env = {**env_global, **props.get("Environment", {}).get("Variables", {})}
+    for name in env:
+        check(name in consts.values(), f"{resource}: {name} is not a variable any code reads")
+    code = "\n".join(p.read_text() for p in (root / "functions" / crate / "src").glob("**/*.rs"))
+    for const in set(re.findall(r"env\.(?:required|parsed)\(\s*([A-Z_]+)", code)):
+        var = consts.get(const)
+        check(var is not None and var in env, f"{resource}: {var or const} is read by {crate} but not set")
+    binary = res[resource]["Metadata"]["BuildProperties"]["Binary"]
+    manifest = (root / "functions" / crate / "Cargo.toml").read_text()
+    check(f'name = "{binary}"' in manifest, f"{resource}: no binary {binary} in functions/{crate}")
+
+routes = sorted((e["Properties"]["Method"], e["Properties"]["Path"])
+                for r in ("ApiFunction", "OAuthCallbackFunction")
+                for e in res[r]["Properties"]["Events"].values() if e["Type"] == "HttpApi")
+check(routes == sorted([("GET", "/oauth/callback"), ("POST", "/connections"), ("GET", "/connections"),
+    ("GET", "/connections/{id}"), ("GET", "/connections/{id}/queues"), ("PUT", "/connections/{id}"),
+    ("POST", "/connections/{id}/disconnect"), ("POST", "/connections/{id}/reauthorize"),
+    ("DELETE", "/connections/{id}"), ("GET", "/connections/{id}/diagnostics")]), f"routes: {routes}")
+callback = res["OAuthCallbackFunction"]["Properties"]["Events"]["Callback"]["Properties"]
+check(callback.get("Auth", {}).get("Authorizer") == "NONE", "the OAuth callback has no authorizer")
+auth = res["HttpApi"]["Properties"]["Auth"]
+check(auth.get("EnableIamAuthorizer") is True and auth.get("DefaultAuthorizer") == "AWS_IAM", "IAM auth by default")
+
+if problems:
+    print("template.yaml disagrees with the code:", *problems, sep="\n  ", file=sys.stderr)
+    sys.exit(1)
+print("key schemas, queue settings, environment contract, binaries and routes agree")
+PY
 
 step "sam build"
 build_started=$SECONDS
