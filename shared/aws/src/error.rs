@@ -75,11 +75,38 @@ pub(crate) fn store_error<E>(err: SdkError<E, HttpResponse>, context: impl Displ
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let detail = anyhow!("{context}: {}", DisplayErrorContext(&err));
+    let detail = anyhow!("{context}: {}", describe(&err));
     match classify(&err) {
         ErrorClass::ConditionFailed => StoreError::Conflict(format!("{context}: condition failed")),
         ErrorClass::Transient => StoreError::Unavailable(detail),
         ErrorClass::Permanent => StoreError::Unexpected(detail),
+    }
+}
+
+/// One line a person can act on: the service's code and message, or what went wrong on the
+/// way. (The SDK's own rendering includes the raw response: headers and body bytes.)
+pub(crate) fn describe<E>(err: &SdkError<E, HttpResponse>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match err {
+        SdkError::ServiceError(s) => {
+            let e = s.err();
+            match (e.code(), e.message()) {
+                (Some(code), Some(message)) => format!("{code}: {message}"),
+                (Some(code), None) => code.to_owned(),
+                _ => format!("HTTP {} from the service", s.raw().status().as_u16()),
+            }
+        }
+        SdkError::TimeoutError(_) => "the request timed out".to_owned(),
+        SdkError::DispatchFailure(_) => {
+            format!("could not reach the service: {}", DisplayErrorContext(err))
+        }
+        SdkError::ResponseError(r) => format!(
+            "an unreadable response (HTTP {}) from the service",
+            r.raw().status().as_u16()
+        ),
+        _ => DisplayErrorContext(err).to_string(),
     }
 }
 

@@ -38,5 +38,13 @@ async fn a_missing_table_is_unexpected_and_says_which() {
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Unexpected(_)), "{err}");
-    assert!(err.to_string().contains("no-such-table"), "{err}");
+    let text = err.to_string();
+    assert!(text.contains("no-such-table"), "{text}");
+    // One line a person can act on: AWS's code and message, not the raw response.
+    assert!(text.contains("ResourceNotFoundException"), "{text}");
+    assert!(
+        !text.contains("headers") && !text.contains("SdkBody"),
+        "{text}"
+    );
+    assert!(text.len() < 300, "{text}");
 }
