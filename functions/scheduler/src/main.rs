@@ -6,7 +6,8 @@ use lambda_runtime::{Error, service_fn};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    let config = SchedulerConfig::from_env()?;
+    let config =
+        SchedulerConfig::from_env().inspect_err(|e| tracing::error!(error = %e, "cannot start"))?;
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let scheduler = &Scheduler::from_sdk(&sdk, &config);
     lambda_runtime::run(service_fn(move |event| handle(scheduler, event))).await

@@ -7,8 +7,11 @@ use lambda_runtime::{Error, service_fn};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    let config = WorkerConfig::from_env()?;
+    let config =
+        WorkerConfig::from_env().inspect_err(|e| tracing::error!(error = %e, "cannot start"))?;
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let worker = &Worker::from_sdk(&sdk, &config).await?;
+    let worker = &Worker::from_sdk(&sdk, &config)
+        .await
+        .inspect_err(|e| tracing::error!(error = %e, "cannot start"))?;
     lambda_runtime::run(service_fn(move |event| handle(worker, event))).await
 }
