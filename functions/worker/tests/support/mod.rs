@@ -436,6 +436,11 @@ pub enum Fault {
     Mentioning(String),
     /// The first `n` requests whose body mentions this text; the later ones pass.
     MentioningFirst(String, u64),
+    /// Lets `skip` requests through, throttles the next `times`, then lets all through.
+    Window {
+        skip: u64,
+        times: u64,
+    },
 }
 
 impl FaultyDynamo {
@@ -463,6 +468,14 @@ impl FaultyDynamo {
 
     pub fn set(&self, fault: Fault) {
         *self.rule.lock().unwrap() = fault;
+    }
+
+    /// With `Fault::Window { skip: from, .. }` set, how many requests have passed since.
+    pub fn remaining_skip(&self, from: u64) -> u64 {
+        match &*self.rule.lock().unwrap() {
+            Fault::Window { skip, .. } => from - skip,
+            _ => 0,
+        }
     }
 
     /// A DynamoDB client through this proxy, with quick SDK retries (2 attempts).
@@ -506,6 +519,17 @@ async fn forward(
         Fault::All => true,
         Fault::Operation(op) => target.ends_with(&format!(".{op}")),
         Fault::Mentioning(text) => String::from_utf8_lossy(&bytes).contains(text.as_str()),
+        Fault::Window { skip, times } => {
+            if *skip > 0 {
+                *skip -= 1;
+                false
+            } else if *times > 0 {
+                *times -= 1;
+                true
+            } else {
+                false
+            }
+        }
         Fault::MentioningFirst(text, left) => {
             let hit = *left > 0 && String::from_utf8_lossy(&bytes).contains(text.as_str());
             if hit {
