@@ -19,5 +19,6 @@ for arg in "$@"; do
     dir=debug
   fi
 done
-cargo build --locked "${profile[@]}" -p sf-simulator -p casesync-bench
+cargo build --locked "${profile[@]}" -p sf-simulator -p casesync-bench \
+  -p casesync-scheduler -p casesync-worker -p casesync-oauth-callback -p casesync-api
 exec "$ROOT/target/$dir/casesync-bench" "$@"

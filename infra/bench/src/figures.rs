@@ -57,6 +57,8 @@ struct Scale {
     steady_ticks: i64,
     steady_cases: usize,
     dynamo_cases: usize,
+    fan_out: usize,
+    init_runs: usize,
 }
 
 const FULL: Scale = Scale {
@@ -69,6 +71,8 @@ const FULL: Scale = Scale {
     steady_ticks: 1_440,
     steady_cases: 1_000,
     dynamo_cases: 1_000,
+    fan_out: 10_000,
+    init_runs: 5,
 };
 
 const SMOKE: Scale = Scale {
@@ -81,6 +85,8 @@ const SMOKE: Scale = Scale {
     steady_ticks: 120,
     steady_cases: 80,
     dynamo_cases: 100,
+    fan_out: 100,
+    init_runs: 1,
 };
 
 /// The benchmark org: 0–10 emails of 0.5–8 KB per Case, a fifth of them HTML-only.
@@ -117,6 +123,12 @@ pub async fn run_all(smoke: bool, only: &[String]) -> anyhow::Result<()> {
     }
     if wanted("dynamodb") {
         rows.push(dynamodb_writes(scale).await?);
+    }
+    if wanted("scheduler") {
+        rows.push(scheduler_fan_out(scale).await?);
+    }
+    if wanted("lambda") {
+        rows.extend(lambda_functions(scale).await?);
     }
     print_table(&rows, smoke);
     Ok(())
@@ -626,4 +638,51 @@ async fn dynamodb_writes(scale: &Scale) -> anyhow::Result<Row> {
         target: "<= 40 + retries".into(),
         verdict: Verdict::of(per_1000 <= 40.0 + used.retries as f64 * 1000.0 / n),
     })
+}
+
+/// Scheduler fan-out: one tick to `fan_out` connections on moto.
+async fn scheduler_fan_out(scale: &Scale) -> anyhow::Result<Row> {
+    let n = scale.fan_out;
+    let (active, calls, elapsed) = crate::lambda::scheduler_fan_out(n).await?;
+    let limit = active.div_ceil(10) as u64;
+    Ok(Row {
+        figure: format!("scheduler fan-out, {n} connections ({active} active; moto)"),
+        measured: format!(
+            "{calls} SendMessageBatch calls in {:.1} s",
+            elapsed.as_secs_f64()
+        ),
+        limit: format!("SendMessageBatch holds 10 = {limit}"),
+        target: format!("<= {}", n.div_ceil(10)),
+        verdict: Verdict::of(calls <= n.div_ceil(10) as u64),
+    })
+}
+
+/// Each function's arm64 bootstrap (from `sam build`) and its init time.
+async fn lambda_functions(scale: &Scale) -> anyhow::Result<Vec<Row>> {
+    let inits = crate::lambda::init_times(scale.init_runs).await?;
+    Ok(inits
+        .into_iter()
+        .map(|(function, init)| {
+            let size = crate::lambda::bootstrap_size(function).map_or_else(
+                || "not built (run infra/scripts/deploy-checks.sh)".to_owned(),
+                |b| format!("{:.1} MiB arm64", b as f64 / 1024.0 / 1024.0),
+            );
+            let init = init.map_or_else(
+                || "binary not built".to_owned(),
+                |d| {
+                    format!(
+                        "init {:.0} ms (local x86_64, moto)",
+                        d.as_secs_f64() * 1000.0
+                    )
+                },
+            );
+            Row {
+                figure: format!("Lambda {function}: bootstrap size, cold-start init"),
+                measured: format!("{size}; {init}"),
+                limit: "-".into(),
+                target: "report".into(),
+                verdict: Verdict::Info,
+            }
+        })
+        .collect())
 }

@@ -4,6 +4,7 @@
 
 mod child;
 mod figures;
+mod lambda;
 mod sim;
 
 use clap::{Parser, Subcommand};
