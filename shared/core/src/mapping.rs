@@ -7,6 +7,8 @@
 //!
 //! NUL characters are removed from text: they carry nothing and break many consumers.
 
+mod html;
+
 use chrono::{DateTime, Utc};
 
 use crate::data_point::{ContentSource, DataPoint, Direction, Message, Participant};
@@ -62,26 +64,13 @@ fn non_empty(s: &Option<String>) -> bool {
     s.as_deref().is_some_and(|s| !s.trim().is_empty())
 }
 
-/// HTML to plain text: paragraphs and line breaks kept, tags and entities resolved, no line
-/// wrapping, links shown as their text only.
+/// HTML to plain text for analysis: the text a reader sees, one line per block (paragraphs
+/// apart by a blank line), `<br>` as a line break, table cells separated by a tab, entities
+/// resolved, whitespace collapsed outside `<pre>`, nothing from scripts, styles, the head or
+/// comments, links as their text only. Never panics, whatever the input (the `html` module
+/// has the rules).
 pub fn html_to_text(html: &str) -> String {
-    let text = html2text::config::with_decorator(html2text::render::TrivialDecorator::new())
-        .no_table_borders()
-        .no_link_wrapping()
-        .allow_width_overflow()
-        .string_from_read(html.as_bytes(), 100_000);
-    match text {
-        Ok(t) => t
-            .lines()
-            .map(str::trim_end)
-            .collect::<Vec<_>>()
-            .join("\n")
-            .trim()
-            .to_owned(),
-        // html2text only fails on pathological nesting; a tag-stripped rendering is still
-        // better than losing the message.
-        Err(_) => crate::salesforce::http::summarize_body_full(html.as_bytes()),
-    }
+    html::to_text(html)
 }
 
 pub fn map_case(ctx: &MappingContext, record: CaseRecord) -> Result<DataPoint, MappingError> {

@@ -117,11 +117,6 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-/// All of a body's text with tags stripped and whitespace collapsed (no length limit).
-pub(crate) fn summarize_body_full(body: &[u8]) -> String {
-    strip_tags(body, usize::MAX)
-}
-
 /// A readable one-line summary of an error body that is not JSON (Salesforce's edge answers
 /// 414, 431, 420 and 502 with HTML): tags stripped, whitespace collapsed, 200 characters at most.
 pub(crate) fn summarize_body(body: &[u8]) -> String {
