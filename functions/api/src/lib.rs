@@ -25,7 +25,6 @@
 pub mod error;
 pub mod input;
 pub mod routes;
-pub mod telemetry;
 pub mod views;
 
 use std::sync::Arc;

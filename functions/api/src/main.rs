@@ -1,7 +1,8 @@
 //! Lambda `api`: wiring only; the handler is `casesync_api::Api`.
 
-use casesync_api::{Api, Config, interactive_http, telemetry};
+use casesync_api::{Api, Config, interactive_http};
 use casesync_aws::config::Env;
+use casesync_aws::telemetry;
 use lambda_http::{Error, Request, service_fn};
 
 #[tokio::main]

@@ -15,11 +15,10 @@
 //!
 //! Nothing secret (the code, the tokens, the PKCE verifier, the client secret) reaches a
 //! response, a log line or an error message: errors are reported by kind, and
-//! [`telemetry::init`] keeps the runtime from logging the raw event (which holds the code)
+//! [`casesync_aws::telemetry::init`] keeps the runtime from logging the raw event (which holds the code)
 //! even at TRACE.
 
 pub mod page;
-pub mod telemetry;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,7 +1,8 @@
 //! Lambda `oauth-callback`: wiring only; the handler is `casesync_oauth_callback::Callback`.
 
 use casesync_aws::config::Env;
-use casesync_oauth_callback::{Callback, Config, interactive_http, telemetry};
+use casesync_aws::telemetry;
+use casesync_oauth_callback::{Callback, Config, interactive_http};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
 #[tokio::main]

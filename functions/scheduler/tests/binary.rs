@@ -2,11 +2,9 @@
 //! from `AWS_ENDPOINT_URL`, and one schedule event served through a stand-in for the Lambda
 //! Runtime API.
 
-mod runtime_api;
-
 use std::time::Duration;
 
-use casesync_aws::testing::moto;
+use casesync_aws::testing::{moto, runtime_api};
 use casesync_aws::{DynamoConnectionStore, QueueOptions, create_queue};
 use casesync_core::domain::{
     ApiVersion, BackfillWindow, ChannelName, Connection, ConnectionId, InstanceUrl, LoginUrl,

@@ -6,7 +6,7 @@ use lambda_runtime::{Error, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    casesync_aws::telemetry::init();
     let config =
         WorkerConfig::from_env().inspect_err(|e| tracing::error!(error = %e, "cannot start"))?;
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;

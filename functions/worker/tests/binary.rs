@@ -2,11 +2,11 @@
 //! App's secret from Secrets Manager (moto), the AWS SDK from `AWS_ENDPOINT_URL`, and one SQS
 //! batch served through a stand-in for the Lambda Runtime API.
 
-mod runtime_api;
 mod support;
 
 use std::time::Duration;
 
+use casesync_aws::testing::runtime_api;
 use casesync_core::ports::WorkKind;
 use chrono::Utc;
 use sf_simulator::SimConfig;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use casesync_aws::testing::Moto;
+use casesync_aws::testing::{Moto, runtime_api};
 use casesync_aws::{DynamoConnectionStore, Metrics, QueueOptions, SqsWorkQueue, create_queue};
 use casesync_core::domain::{
     ApiVersion, BackfillWindow, ChannelName, Connection, ConnectionId, ConnectionState,
@@ -166,17 +166,7 @@ async fn init_once(
     let mut cmd = tokio::process::Command::new(binary);
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
-        .env("AWS_LAMBDA_FUNCTION_NAME", "casesync-bench")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
-        .env("AWS_LAMBDA_LOG_LEVEL", "WARN")
-        .env("AWS_ENDPOINT_URL", aws_endpoint)
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .envs(runtime_api::lambda_env(addr, aws_endpoint, "WARN"))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true);

@@ -149,6 +149,7 @@ mod secrets;
 mod time;
 mod tuning;
 
+pub mod telemetry;
 #[cfg(feature = "test-support")]
 pub mod testing;
 

@@ -41,6 +41,8 @@
 //! * Each request costs moto a few milliseconds whatever it holds: 1,000 `PutItem`s take
 //!   ~6 s on two cores. Do not read moto's timings as DynamoDB's.
 
+pub mod runtime_api;
+
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

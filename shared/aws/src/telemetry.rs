@@ -1,15 +1,18 @@
-//! Logs: what `lambda_runtime::tracing::init_default_subscriber()` sets up (JSON when
-//! `AWS_LAMBDA_LOG_FORMAT=JSON`, the level from `AWS_LAMBDA_LOG_LEVEL`, else `RUST_LOG`, else
-//! INFO), with one difference: the runtime's TRACE line that prints every raw event is never
-//! written, because this function's events hold the authorization code in their query string.
+//! Logs for the Lambda functions: what `lambda_runtime::tracing::init_default_subscriber()`
+//! sets up (JSON when `AWS_LAMBDA_LOG_FORMAT=JSON`, the level from `AWS_LAMBDA_LOG_LEVEL`, else
+//! `RUST_LOG`, else INFO), with one difference: the runtime's TRACE line that prints every raw
+//! event is never written. The callback's events hold the OAuth authorization code in their
+//! query string, and API Gateway forwards the caller's `Authorization` (SigV4) and
+//! `X-Amz-Security-Token` headers in the api's; the scheduler's and the worker's hold no secret,
+//! but one rule for all four functions is one less thing to get wrong.
 
-use lambda_runtime::tracing::subscriber::filter::{EnvFilter, LevelFilter};
-use lambda_runtime::tracing::subscriber::fmt::MakeWriter;
+use tracing_subscriber::filter::{EnvFilter, LevelFilter};
+use tracing_subscriber::fmt::MakeWriter;
 
 /// Where `lambda_runtime` logs each raw invocation payload at TRACE.
 pub const RAW_EVENT_TARGET: &str = "lambda_runtime::layers::api_response";
 
-/// Installs the global subscriber, writing to stdout.
+/// Installs the global subscriber, writing to stdout. Call it first thing in `main`.
 pub fn init() {
     init_with_writer(std::io::stdout);
 }
@@ -23,7 +26,7 @@ where
         .ok();
     let directives = std::env::var("RUST_LOG").ok();
     let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
-    let builder = lambda_runtime::tracing::subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_target(false)
         .without_time()
         .with_env_filter(filter(level.as_deref(), directives.as_deref()))
@@ -75,12 +78,12 @@ mod tests {
     fn logged_with(level: &str, directives: Option<&str>) -> String {
         let buffer = Buffer::default();
         let writer = buffer.clone();
-        let subscriber = lambda_runtime::tracing::subscriber::fmt()
+        let subscriber = tracing_subscriber::fmt()
             .with_env_filter(filter(Some(level), directives))
             .with_writer(move || writer.clone())
             .finish();
         tracing::subscriber::with_default(subscriber, || {
-            tracing::trace!(target: "lambda_runtime::layers::api_response", body = "code=aPrxSECRET", "raw JSON event received from Lambda");
+            tracing::trace!(target: "lambda_runtime::layers::api_response", body = "code=aPrxSECRET&x-amz-security-token=aPrxSECRET", "raw JSON event received from Lambda");
             tracing::trace!(target: "casesync_oauth_callback", "a trace line of ours");
         });
         let out = buffer.0.lock().unwrap().clone();
@@ -108,5 +111,11 @@ mod tests {
                 "{level} {directives:?}: {out}"
             );
         }
+    }
+
+    #[test]
+    fn the_level_applies_when_there_are_no_directives() {
+        let out = logged_with("info", None);
+        assert!(!out.contains("a trace line of ours"), "{out}");
     }
 }
