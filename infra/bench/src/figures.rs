@@ -215,28 +215,8 @@ async fn in_process(
 )> {
     let sim = Simulator::start(SimConfig::default(), org).await?;
     let store = Arc::new(MemoryStore::new());
-    let salesforce = Salesforce::new(
-        OAuthApp {
-            client_id: sim.client_id(),
-            client_secret: Some(SecretString::from(sim.client_secret())),
-        },
-        &http(),
-    )?;
-    let connection = connect::with_refresh_token(
-        &salesforce.oauth,
-        store.as_ref(),
-        store.as_ref(),
-        LoginUrl::parse(&sim.login_url())?,
-        SecretString::from(sim.mint_refresh_token()),
-        ConnectionSettings {
-            channel: ChannelName::parse("bench")?,
-            scope: QueueScope::All,
-            backfill: BackfillWindow::Months6,
-            api_version: ApiVersion::DEFAULT,
-        },
-        clock.now(),
-    )
-    .await?;
+    let (salesforce, connection) =
+        connect_to(&sim, store.as_ref(), store.as_ref(), clock.now()).await?;
     let engine = SyncEngine::new(
         store.clone(),
         store.clone(),
@@ -313,6 +293,42 @@ async fn salesforce_calls(scale: &Scale) -> anyhow::Result<Vec<Row>> {
         });
     }
     Ok(rows)
+}
+
+/// A Salesforce client for `sim`, and a connection to it (all queues, six months back) stored
+/// in `connections` with its refresh token in `secrets`.
+async fn connect_to<S>(
+    sim: &SimHandle,
+    connections: &S,
+    secrets: &dyn casesync_core::ports::SecretStore,
+    now: DateTime<Utc>,
+) -> anyhow::Result<(Salesforce, casesync_core::domain::Connection)>
+where
+    S: casesync_core::ports::ConnectionReader + casesync_core::ports::ConnectionWriter + ?Sized,
+{
+    let salesforce = Salesforce::new(
+        OAuthApp {
+            client_id: sim.client_id(),
+            client_secret: Some(SecretString::from(sim.client_secret())),
+        },
+        &http(),
+    )?;
+    let connection = connect::with_refresh_token(
+        &salesforce.oauth,
+        connections,
+        secrets,
+        LoginUrl::parse(&sim.login_url())?,
+        SecretString::from(sim.mint_refresh_token()),
+        ConnectionSettings {
+            channel: ChannelName::parse("bench")?,
+            scope: QueueScope::All,
+            backfill: BackfillWindow::Months6,
+            api_version: ApiVersion::DEFAULT,
+        },
+        now,
+    )
+    .await?;
+    Ok((salesforce, connection))
 }
 
 /// The pages Salesforce serves for a backfill of every Case of `org` at `batch`: Cases in
@@ -611,28 +627,8 @@ async fn dynamodb_writes(scale: &Scale) -> anyhow::Result<Row> {
     });
     let sim = Simulator::start(SimConfig::default(), org).await?;
     let secrets = Arc::new(MemoryStore::new());
-    let salesforce = Salesforce::new(
-        OAuthApp {
-            client_id: sim.client_id(),
-            client_secret: Some(SecretString::from(sim.client_secret())),
-        },
-        &http(),
-    )?;
-    let connection = connect::with_refresh_token(
-        &salesforce.oauth,
-        connections.as_ref(),
-        secrets.as_ref(),
-        LoginUrl::parse(&sim.login_url())?,
-        SecretString::from(sim.mint_refresh_token()),
-        ConnectionSettings {
-            channel: ChannelName::parse("bench")?,
-            scope: QueueScope::All,
-            backfill: BackfillWindow::Months6,
-            api_version: ApiVersion::DEFAULT,
-        },
-        Utc::now(),
-    )
-    .await?;
+    let (salesforce, connection) =
+        connect_to(&sim, connections.as_ref(), secrets.as_ref(), Utc::now()).await?;
     let engine = SyncEngine::new(
         connections,
         points,

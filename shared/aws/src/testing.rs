@@ -276,6 +276,41 @@ impl Moto {
         aws_sdk_secretsmanager::Client::new(&self.config)
     }
 
+    /// Every secret whose name starts with `prefix`, with its value: (name, value).
+    pub async fn secrets_under(&self, prefix: &str) -> Vec<(String, String)> {
+        let sm = self.secrets_manager();
+        let list = sm
+            .list_secrets()
+            .filters(
+                aws_sdk_secretsmanager::types::Filter::builder()
+                    .key(aws_sdk_secretsmanager::types::FilterNameStringType::Name)
+                    .values(prefix)
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("moto lists secrets");
+        let mut out = Vec::new();
+        for s in list.secret_list() {
+            let name = s.name().unwrap_or_default().to_owned();
+            // The name filter is not case-sensitive: keep only exact prefixes.
+            if !name.starts_with(prefix) {
+                continue;
+            }
+            let value = sm
+                .get_secret_value()
+                .secret_id(&name)
+                .send()
+                .await
+                .expect("moto reads a listed secret")
+                .secret_string()
+                .unwrap_or_default()
+                .to_owned();
+            out.push((name, value));
+        }
+        out
+    }
+
     /// Names no other test uses: `<label>-<random>-connections`, `<label>-<random>.fifo`, ...
     pub fn unique_names(&self, label: &str) -> ResourceNames {
         let prefix = format!(

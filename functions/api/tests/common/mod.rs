@@ -318,36 +318,7 @@ impl World {
 
     /// Every secret under this test's prefix: (name, value).
     pub async fn secret_values(&self) -> Vec<(String, String)> {
-        let sm = self.aws.secrets_manager();
-        let list = sm
-            .list_secrets()
-            .filters(
-                aws_sdk_secretsmanager::types::Filter::builder()
-                    .key(aws_sdk_secretsmanager::types::FilterNameStringType::Name)
-                    .values(&self.names.secret_prefix)
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
-        let mut out = Vec::new();
-        for s in list.secret_list() {
-            let name = s.name().unwrap_or_default().to_owned();
-            if !name.starts_with(&self.names.secret_prefix) {
-                continue;
-            }
-            let value = sm
-                .get_secret_value()
-                .secret_id(&name)
-                .send()
-                .await
-                .unwrap()
-                .secret_string()
-                .unwrap_or_default()
-                .to_owned();
-            out.push((name, value));
-        }
-        out
+        self.aws.secrets_under(&self.names.secret_prefix).await
     }
 
     /// Every item of the three tables, as debug text (for "never stored" checks).
