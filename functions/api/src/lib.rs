@@ -367,11 +367,7 @@ mod tests {
     use super::*;
 
     fn env(vars: Vec<(&'static str, &'static str)>) -> Env {
-        Env::from_fn(move |name| {
-            vars.iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| (*v).to_owned())
-        })
+        Env::from_pairs(vars)
     }
 
     fn complete() -> Vec<(&'static str, &'static str)> {

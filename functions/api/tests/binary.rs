@@ -10,26 +10,18 @@ use casesync_aws::testing::runtime_api;
 
 #[tokio::test]
 async fn without_configuration_it_names_every_missing_variable_and_exits() {
-    let vars = vec![("AWS_LAMBDA_LOG_FORMAT".to_owned(), "JSON".to_owned())];
-    let (ok, text) = runtime_api::spawn(env!("CARGO_BIN_EXE_api"), &vars, None)
-        .output()
-        .await;
-
-    assert!(!ok);
-    for var in [
-        "CONNECTIONS_TABLE",
-        "DATA_POINTS_TABLE",
-        "AUTH_STATES_TABLE",
-        "SECRET_PREFIX",
-        "SALESFORCE_CLIENT_ID",
-        "SALESFORCE_CLIENT_SECRET_ARN",
-    ] {
-        assert!(text.contains(var), "{var} not named in: {text}");
-    }
-    assert!(
-        text.contains("\"level\":\"ERROR\""),
-        "a JSON log line: {text}"
-    );
+    runtime_api::assert_refuses_to_start_without(
+        env!("CARGO_BIN_EXE_api"),
+        &[
+            "CONNECTIONS_TABLE",
+            "DATA_POINTS_TABLE",
+            "AUTH_STATES_TABLE",
+            "SECRET_PREFIX",
+            "SALESFORCE_CLIENT_ID",
+            "SALESFORCE_CLIENT_SECRET_ARN",
+        ],
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -232,11 +232,7 @@ mod tests {
     use super::*;
 
     fn env(vars: Vec<(&'static str, &'static str)>) -> Env {
-        Env::from_fn(move |name| {
-            vars.iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| (*v).to_owned())
-        })
+        Env::from_pairs(vars)
     }
 
     fn with_app_url(app_url: &'static str) -> Env {

@@ -8,26 +8,18 @@ use casesync_aws::testing::runtime_api;
 
 #[tokio::test]
 async fn without_configuration_it_names_every_missing_variable_and_exits() {
-    let vars = vec![("AWS_LAMBDA_LOG_FORMAT".to_owned(), "JSON".to_owned())];
-    let (ok, text) = runtime_api::spawn(env!("CARGO_BIN_EXE_oauth-callback"), &vars, None)
-        .output()
-        .await;
-
-    assert!(!ok);
-    for var in [
-        "CONNECTIONS_TABLE",
-        "AUTH_STATES_TABLE",
-        "SECRET_PREFIX",
-        "SALESFORCE_CLIENT_ID",
-        "SALESFORCE_CLIENT_SECRET_ARN",
-        "APP_URL",
-    ] {
-        assert!(text.contains(var), "{var} not named in: {text}");
-    }
-    assert!(
-        text.contains("\"level\":\"ERROR\""),
-        "a JSON log line: {text}"
-    );
+    runtime_api::assert_refuses_to_start_without(
+        env!("CARGO_BIN_EXE_oauth-callback"),
+        &[
+            "CONNECTIONS_TABLE",
+            "AUTH_STATES_TABLE",
+            "SECRET_PREFIX",
+            "SALESFORCE_CLIENT_ID",
+            "SALESFORCE_CLIENT_SECRET_ARN",
+            "APP_URL",
+        ],
+    )
+    .await;
 }
 
 #[tokio::test]

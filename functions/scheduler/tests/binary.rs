@@ -15,18 +15,11 @@ use chrono::Utc;
 
 #[tokio::test]
 async fn without_configuration_it_names_every_missing_variable_and_exits() {
-    let vars = vec![("AWS_LAMBDA_LOG_FORMAT".to_owned(), "JSON".to_owned())];
-    let (ok, text) = runtime_api::spawn(env!("CARGO_BIN_EXE_scheduler"), &vars, None)
-        .output()
-        .await;
-    assert!(!ok);
-    for var in ["CONNECTIONS_TABLE", "WORK_QUEUE_URL"] {
-        assert!(text.contains(var), "{var} not named in: {text}");
-    }
-    assert!(
-        text.contains("\"level\":\"ERROR\""),
-        "a JSON log line: {text}"
-    );
+    runtime_api::assert_refuses_to_start_without(
+        env!("CARGO_BIN_EXE_scheduler"),
+        &["CONNECTIONS_TABLE", "WORK_QUEUE_URL"],
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -77,6 +77,16 @@ impl Env {
         }
     }
 
+    /// Reads from fixed name/value pairs instead (tests).
+    pub fn from_pairs(pairs: Vec<(&'static str, &'static str)>) -> Self {
+        Self::from_fn(move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        })
+    }
+
     pub fn optional(&self, name: &str) -> Option<String> {
         let value = match &self.lookup {
             Some(f) => f(name),

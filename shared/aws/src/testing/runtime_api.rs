@@ -153,3 +153,18 @@ impl Drop for Running {
         }
     }
 }
+
+/// Runs `binary` with JSON logs and none of its configuration, and asserts that it exits
+/// unsuccessfully, naming every variable in `missing` and logging an ERROR line.
+pub async fn assert_refuses_to_start_without(binary: &str, missing: &[&str]) {
+    let vars = vec![("AWS_LAMBDA_LOG_FORMAT".to_owned(), "JSON".to_owned())];
+    let (ok, text) = spawn(binary, &vars, None).output().await;
+    assert!(!ok, "it started without configuration: {text}");
+    for var in missing {
+        assert!(text.contains(var), "{var} not named in: {text}");
+    }
+    assert!(
+        text.contains("\"level\":\"ERROR\""),
+        "a JSON log line: {text}"
+    );
+}
