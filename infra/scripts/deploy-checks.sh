@@ -92,6 +92,12 @@ check(len(sqs_events) == 1 and "ReportBatchItemFailures" in sqs_events[0].get("F
 consts = {}
 for src in [root / "shared/aws/src/config.rs", *root.glob("functions/*/src/**/*.rs")]:
     consts.update(re.findall(r'pub const ([A-Z_]+): &str = "([A-Z_]+)";', src.read_text()))
+# What each `Wiring` method reads (casesync_aws::Wiring asks the environment for its adapters).
+wiring_src = (root / "shared/aws/src/wiring.rs").read_text()
+wiring = {m.group(1): set(re.findall(r"env\.required\(([A-Z_]+)\)", m.group(2)))
+          for m in re.finditer(r"pub (?:async )?fn (\w+)\(\s*(?:&mut self|mut self)[^)]*\)[^{]*\{(.*?)\n    \}",
+                               wiring_src, re.S)}
+check(wiring.get("connections") == {"CONNECTIONS_TABLE"}, f"could not read Wiring's methods: {wiring}")
 functions = {"SchedulerFunction": "scheduler", "WorkerFunction": "worker",
              "OAuthCallbackFunction": "oauth-callback", "ApiFunction": "api"}
 for resource, crate in functions.items():
@@ -100,7 +106,11 @@ for resource, crate in functions.items():
     for name in env:
         check(name in consts.values(), f"{resource}: {name} is not a variable any code reads")
     code = "\n".join(p.read_text() for p in (root / "functions" / crate / "src").glob("**/*.rs"))
-    for const in set(re.findall(r"env\.(?:required|parsed)\(\s*([A-Z_]+)", code)):
+    read = set(re.findall(r"env(?:\(\))?\.(?:required|parsed)\(\s*([A-Z_]+)", code))
+    for method, reads in wiring.items():
+        if re.search(rf"wiring\s*\.\s*{method}\(", code):
+            read |= reads
+    for const in read:
         var = consts.get(const)
         check(var is not None and var in env, f"{resource}: {var or const} is read by {crate} but not set")
     binary = res[resource]["Metadata"]["BuildProperties"]["Binary"]

@@ -22,6 +22,16 @@ fi
 
 cd "$ROOT"
 FUZZ_DIR=infra/fuzz
+# The fuzz crate is its own workspace with its own lock file. Build against it as committed
+# (--locked): a stale lock fails here, instead of being re-resolved and rewritten on every fresh
+# run. After changing the core's dependencies: (cd infra/fuzz && cargo metadata >/dev/null).
+if ! cargo metadata --locked --format-version 1 --manifest-path "$FUZZ_DIR/Cargo.toml" \
+    >/dev/null; then
+  echo "infra/fuzz/Cargo.lock is out of date with the core's dependencies: run" >&2
+  echo "  (cd infra/fuzz && cargo metadata --format-version 1 >/dev/null)" >&2
+  echo "and commit infra/fuzz/Cargo.lock" >&2
+  exit 1
+fi
 for target in salesforce_json oauth_callback; do
   mkdir -p "$FUZZ_DIR/corpus/$target"
   echo "fuzzing $target for ${PER_TARGET}s" >&2

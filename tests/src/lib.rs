@@ -7,11 +7,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use casesync_core::connect::{self, ConnectionSettings};
 use casesync_core::data_point::DataPoint;
 use casesync_core::domain::{
     ApiVersion, BackfillWindow, ChannelName, Connection, ConnectionId, LoginUrl, QueueScope,
 };
+use casesync_core::manage::connect::{self, ConnectionSettings};
 use casesync_core::memory::MemoryStore;
 use casesync_core::ports::{Clock, SystemClock};
 use casesync_core::salesforce::{HttpSettings, OAuthApp, RetryPolicy, Salesforce};

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use casesync_core::connect;
 use casesync_core::domain::{BackfillWindow, ConnectionState, QueueScope};
+use casesync_core::manage::connect;
 use casesync_core::ports::{ConnectionReader, SecretStore};
 use casesync_core::salesforce::{HttpSettings, RetryPolicy};
 use casesync_core::sync::{SyncConfig, SyncOutcome};

@@ -6,8 +6,8 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use casesync_core::connect::CallbackParams;
 use casesync_core::domain::{BackfillWindow, QueueScope};
+use casesync_core::manage::connect::CallbackParams;
 use casesync_core::ports::{ConnectionReader, SecretStore};
 use casesync_core::sync::SyncOutcome;
 use casesync_tests::*;

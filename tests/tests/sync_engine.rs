@@ -779,7 +779,7 @@ async fn disconnecting_during_a_run_stops_ingestion_before_the_next_page() {
     let id = conn.id.clone();
     let disconnect = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        use casesync_core::ports::ConnectionWriter;
+        use casesync_core::ports::StateWriter;
         store
             .set_state(&id, ConnectionState::Disconnected, Some("by the user"))
             .await
@@ -837,8 +837,8 @@ fn page_with_an_unmappable_case(at: &str) -> String {
 #[tokio::test]
 async fn a_case_that_cannot_be_mapped_is_recorded_before_the_cursor_passes_it_and_does_not_fail_the_page()
  {
-    use casesync_core::connect::{self, ConnectionSettings};
     use casesync_core::domain::{ChannelName, LoginUrl};
+    use casesync_core::manage::connect::{self, ConnectionSettings};
     use casesync_core::memory::MemoryStore;
     use casesync_core::ports::SystemClock;
     use casesync_core::sync::SyncEngine;

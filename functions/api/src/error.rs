@@ -16,7 +16,7 @@
 //! | 503 | `store_unavailable` | DynamoDB or Secrets Manager throttled or unreachable |
 //! | 500 | `internal` | anything else |
 
-use casesync_core::connect::ConnectError;
+use casesync_core::manage::{ConnectError, ManageError};
 use casesync_core::ports::StoreError;
 use casesync_core::salesforce::SalesforceError;
 use lambda_http::http::StatusCode;
@@ -148,6 +148,25 @@ impl From<ConnectError> for ApiError {
             ConnectError::Store(e) => Self::Store(e),
             ConnectError::Salesforce(e) => Self::Salesforce(e),
             other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<ManageError> for ApiError {
+    fn from(e: ManageError) -> Self {
+        match e {
+            ManageError::NotFound(id) => Self::NotFound(format!("no connection {id}")),
+            ManageError::Invalid { field, message } => Self::invalid(field, message),
+            ManageError::NothingToChange => {
+                Self::InvalidBody("nothing to change: give \"queues\", \"backfill\" or both".into())
+            }
+            e @ ManageError::SyncRunning => Self::Conflict {
+                code: "sync_running",
+                message: e.to_string(),
+            },
+            ManageError::Connect(e) => e.into(),
+            ManageError::Salesforce(e) => Self::Salesforce(e),
+            ManageError::Store(e) => Self::Store(e),
         }
     }
 }

@@ -27,68 +27,18 @@ pub mod input;
 pub mod routes;
 pub mod views;
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use casesync_aws::config::{
-    self, AUTH_STATES_TABLE, CALLBACK_URL, CONNECTIONS_TABLE, ClientSecretError, ConfigError,
-    DATA_POINTS_TABLE, Env, SALESFORCE_CLIENT_ID, SALESFORCE_CLIENT_SECRET_ARN, SECRET_PREFIX,
-};
-use casesync_aws::{
-    DynamoAuthStateStore, DynamoConnectionStore, DynamoDataPointStore, SecretsManagerStore,
-};
-use casesync_core::ports::{
-    AuthStateStore, Clock, ConnectionStore, DataPointStore, SecretStore, SystemClock,
-};
-use casesync_core::salesforce::{HttpSettings, OAuthApp, RetryPolicy, Salesforce, SalesforceError};
-use casesync_core::sync::SyncConfig;
-use chrono::TimeDelta;
+use casesync_aws::config::CALLBACK_URL;
+use casesync_aws::{Env, StartupError, Wiring};
+use casesync_core::manage::{Manager, Policy};
+use casesync_core::ports::SystemClock;
+use casesync_core::salesforce::HttpSettings;
 use lambda_http::http::{HeaderValue, Method, StatusCode, header};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Serialize;
+use std::sync::Arc;
 
 pub use error::ApiError;
-
-/// The function's configuration, read once at start.
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub connections_table: String,
-    pub data_points_table: String,
-    pub auth_states_table: String,
-    pub secret_prefix: String,
-    pub client_id: String,
-    pub client_secret_arn: String,
-    /// The OAuth redirect URI; derived from the request's domain when unset.
-    pub callback_url: Option<String>,
-}
-
-impl Config {
-    /// Reads every variable, reporting every missing or invalid one at once.
-    pub fn from_env(mut env: Env) -> Result<Self, ConfigError> {
-        let connections_table = env.required(CONNECTIONS_TABLE);
-        let data_points_table = env.required(DATA_POINTS_TABLE);
-        let auth_states_table = env.required(AUTH_STATES_TABLE);
-        let secret_prefix = env.required(SECRET_PREFIX);
-        let client_id = env.required(SALESFORCE_CLIENT_ID);
-        let client_secret_arn = env.required(SALESFORCE_CLIENT_SECRET_ARN);
-        // Optional, but checked when set.
-        let callback_url = match env.optional(CALLBACK_URL) {
-            Some(_) => env.parsed(CALLBACK_URL, parse_callback_url),
-            None => None,
-        };
-        env.finish()?;
-        Ok(Self {
-            connections_table,
-            data_points_table,
-            auth_states_table,
-            secret_prefix,
-            client_id,
-            client_secret_arn,
-            callback_url,
-        })
-    }
-}
 
 /// `CALLBACK_URL` must be an absolute https URL (http only on loopback, for local runs).
 pub fn parse_callback_url(raw: &str) -> Result<String, String> {
@@ -101,107 +51,47 @@ pub fn parse_callback_url(raw: &str) -> Result<String, String> {
     }
 }
 
-/// Timeouts for a request a person is waiting on, behind API Gateway's 30-second limit.
-pub fn interactive_http() -> HttpSettings {
-    HttpSettings {
-        connect_timeout: Duration::from_secs(5),
-        request_timeout: Duration::from_secs(10),
-        retry: RetryPolicy {
-            max_attempts: 3,
-            min_delay: Duration::from_millis(200),
-            max_delay: Duration::from_secs(2),
-            max_total_delay: Duration::from_secs(4),
-        },
-    }
-}
-
-/// Behaviour that tests change; [`Options::default`] is production.
-#[derive(Debug, Clone)]
-pub struct Options {
-    /// Accept `login_url`s on loopback (the simulator). Off in production: the login host
-    /// receives the client secret and the authorization codes.
-    pub allow_loopback_login: bool,
-    /// What diagnostics compare against (the worker's settings).
-    pub sync: SyncConfig,
-    /// How long `DELETE` waits for a running sync to stop before answering 409.
-    pub delete_wait: Duration,
-    /// How long `DELETE` holds the connection's sync lease (keeps workers off while deleting).
-    pub delete_lease: TimeDelta,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Self {
-            allow_loopback_login: false,
-            sync: SyncConfig::default(),
-            delete_wait: Duration::from_secs(10),
-            delete_lease: TimeDelta::minutes(5),
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StartupError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
-    ClientSecret(#[from] ClientSecretError),
-    #[error("could not build the Salesforce HTTP client: {0}")]
-    Salesforce(#[from] SalesforceError),
-}
-
 /// The handler's dependencies, built once per cold start.
 #[derive(Clone)]
 pub struct Api {
-    pub salesforce: Salesforce,
-    pub connections: Arc<dyn ConnectionStore>,
-    pub data_points: Arc<dyn DataPointStore>,
-    pub auth_states: Arc<dyn AuthStateStore>,
-    pub secrets: Arc<dyn SecretStore>,
+    /// The use cases every route calls.
+    pub manager: Manager,
+    /// The OAuth redirect URI; derived from the request's domain when unset.
     pub callback_url: Option<String>,
-    pub clock: Arc<dyn Clock>,
-    pub options: Options,
 }
 
 impl Api {
-    /// Wires the AWS adapters from one `SdkConfig`; reads the client secret once.
-    pub async fn from_aws(
-        config: &Config,
-        sdk: &aws_config::SdkConfig,
-        http: &HttpSettings,
-    ) -> Result<Self, StartupError> {
-        let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
-        let secrets_manager = aws_sdk_secretsmanager::Client::new(sdk);
-        let client_secret =
-            config::read_client_secret(&secrets_manager, &config.client_secret_arn).await?;
-        let salesforce = Salesforce::new(
-            OAuthApp {
-                client_id: config.client_id.clone(),
-                client_secret: Some(client_secret),
-            },
-            http,
-        )?;
+    /// The production wiring: the DynamoDB and Secrets Manager adapters from one `SdkConfig`,
+    /// the environment read once (`CONNECTIONS_TABLE`, `DATA_POINTS_TABLE`,
+    /// `AUTH_STATES_TABLE`, `SECRET_PREFIX`, `SALESFORCE_CLIENT_ID`,
+    /// `SALESFORCE_CLIENT_SECRET_ARN`, and optionally `CALLBACK_URL`), the Connected App's
+    /// consumer secret read once.
+    pub async fn from_env(sdk: &aws_config::SdkConfig, env: Env) -> Result<Self, StartupError> {
+        let mut wiring = Wiring::new(sdk, env);
+        let connections = wiring.connections();
+        let data_points = wiring.data_points();
+        let auth_states = wiring.auth_states();
+        let secrets = wiring.secrets();
+        // Optional, but checked when set.
+        let callback_url = match wiring.env().optional(CALLBACK_URL) {
+            Some(_) => wiring.env().parsed(CALLBACK_URL, parse_callback_url),
+            None => None,
+        };
+        let salesforce = wiring
+            .finish_with_salesforce(&HttpSettings::interactive())
+            .await?;
         Ok(Self {
-            salesforce,
-            connections: Arc::new(DynamoConnectionStore::new(
-                dynamodb.clone(),
-                &config.connections_table,
-            )),
-            data_points: Arc::new(DynamoDataPointStore::new(
-                dynamodb.clone(),
-                &config.data_points_table,
-            )),
-            auth_states: Arc::new(DynamoAuthStateStore::new(
-                dynamodb,
-                &config.auth_states_table,
-            )),
-            secrets: Arc::new(SecretsManagerStore::new(
-                secrets_manager,
-                &config.secret_prefix,
-            )),
-            callback_url: config.callback_url.clone(),
-            clock: Arc::new(SystemClock),
-            options: Options::default(),
+            manager: Manager {
+                connections,
+                data_points,
+                auth_states,
+                secrets,
+                salesforce,
+                clock: Arc::new(SystemClock),
+                policy: Policy::default(),
+                actor: "the management API",
+            },
+            callback_url,
         })
     }
 
@@ -366,52 +256,20 @@ fn error_response(e: &ApiError) -> Response<Body> {
 mod tests {
     use super::*;
 
-    fn env(vars: Vec<(&'static str, &'static str)>) -> Env {
-        Env::from_pairs(vars)
-    }
-
-    fn complete() -> Vec<(&'static str, &'static str)> {
-        vec![
-            (CONNECTIONS_TABLE, "c"),
-            (DATA_POINTS_TABLE, "d"),
-            (AUTH_STATES_TABLE, "a"),
-            (SECRET_PREFIX, "p"),
-            (SALESFORCE_CLIENT_ID, "id"),
-            (SALESFORCE_CLIENT_SECRET_ARN, "arn"),
-        ]
-    }
-
     #[test]
-    fn every_missing_variable_is_reported_at_once() {
-        let err = Config::from_env(env(vec![(DATA_POINTS_TABLE, "d")])).unwrap_err();
+    fn callback_url_must_be_https_or_loopback() {
         assert_eq!(
-            err.missing,
-            vec![
-                CONNECTIONS_TABLE,
-                AUTH_STATES_TABLE,
-                SECRET_PREFIX,
-                SALESFORCE_CLIENT_ID,
-                SALESFORCE_CLIENT_SECRET_ARN
-            ]
+            parse_callback_url("https://casesync.example.com/oauth/callback").as_deref(),
+            Ok("https://casesync.example.com/oauth/callback")
         );
-    }
-
-    #[test]
-    fn callback_url_is_optional_but_checked() {
-        assert_eq!(
-            Config::from_env(env(complete())).unwrap().callback_url,
-            None
-        );
-        let mut vars = complete();
-        vars.push((CALLBACK_URL, "https://casesync.example.com/oauth/callback"));
-        assert_eq!(
-            Config::from_env(env(vars)).unwrap().callback_url.as_deref(),
-            Some("https://casesync.example.com/oauth/callback")
-        );
-        let mut vars = complete();
-        vars.push((CALLBACK_URL, "http://casesync.example.com/oauth/callback"));
-        let err = Config::from_env(env(vars)).unwrap_err();
-        assert!(err.to_string().contains("CALLBACK_URL"), "{err}");
+        assert!(parse_callback_url("http://127.0.0.1:9/oauth/callback").is_ok());
+        for bad in [
+            "http://casesync.example.com/oauth/callback",
+            "/oauth/callback",
+            "javascript:alert(1)",
+        ] {
+            assert!(parse_callback_url(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -1,18 +1,15 @@
 //! Lambda `api`: wiring only; the handler is `casesync_api::Api`.
 
-use casesync_api::{Api, Config, interactive_http};
-use casesync_aws::config::Env;
-use casesync_aws::telemetry;
+use casesync_api::Api;
+use casesync_aws::{Env, telemetry};
 use lambda_http::{Error, Request, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     telemetry::init();
-    // Every missing or invalid variable at once, in the log and in the exit error.
-    let config = Config::from_env(Env::new())
-        .inspect_err(|e| tracing::error!(error = %e, "cannot start"))?;
     let sdk = aws_config::load_from_env().await;
-    let api = Api::from_aws(&config, &sdk, &interactive_http())
+    // Every missing or invalid variable at once, in the log and in the exit error.
+    let api = Api::from_env(&sdk, Env::new())
         .await
         .inspect_err(|e| tracing::error!(error = %e, "cannot start"))?;
     let api = &api;

@@ -246,7 +246,7 @@ impl<'a> From<&'a Diagnosis> for DiagnosisView<'a> {
     }
 }
 
-/// What happened to the refresh token when a connection was deleted.
+/// What happened to a refresh token that was revoked.
 #[derive(Serialize)]
 pub struct TokenRevocation {
     /// `revoked` (Salesforce confirmed, or no longer knew the token), `not_stored` (there was no
@@ -262,4 +262,13 @@ pub struct Deleted {
     pub deleted: bool,
     pub data_points_deleted: u64,
     pub token: TokenRevocation,
+}
+
+impl From<&casesync_core::manage::Revocation> for TokenRevocation {
+    fn from(r: &casesync_core::manage::Revocation) -> Self {
+        Self {
+            status: r.status(),
+            message: r.to_string(),
+        }
+    }
 }

@@ -5,9 +5,9 @@
 mod common;
 
 use casesync_core::domain::{
-    BackfillWindow, CaseId, ConnectionState, Cursor, InstanceUrl, QueueScope,
+    BackfillWindow, CaseId, ConnectionState, Cursor, InstanceUrl, LoginUrl, QueueScope,
 };
-use casesync_core::ports::{ConnectionReader, ConnectionWriter, CursorStore};
+use casesync_core::ports::{ConnectionReader, ConnectionWriter, CursorStore, StateWriter};
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use common::*;
 use url::Url;
@@ -173,6 +173,39 @@ async fn reauthorizing_gives_a_new_token_and_keeps_the_cursor() {
 }
 
 #[tokio::test]
+async fn reauthorizing_revokes_the_superseded_refresh_token_once_the_new_one_is_stored() {
+    // Given a connection whose refresh token still works
+    let w = world().await;
+    let (id, _) = w
+        .connect(&format!(
+            r#"{{"channel":"support","login_url":"{}"}}"#,
+            w.sim.login_url()
+        ))
+        .await;
+    let old_token = w.secret_values().await[0].1.clone();
+    assert!(w.sim.is_token_active(&old_token));
+
+    // When the user re-authorizes it
+    let started = w
+        .call("POST", &format!("/connections/{id}/reauthorize"), None)
+        .await;
+    let query = w
+        .authorize(started.json["authorize_url"].as_str().unwrap())
+        .await;
+    assert_eq!(w.callback(&query).await.status_code, 302);
+
+    // Then only the new grant is alive at Salesforce, and it is the one stored
+    let secrets = w.secret_values().await;
+    assert_eq!(secrets.len(), 1);
+    assert_ne!(secrets[0].1, old_token);
+    assert!(w.sim.is_token_active(&secrets[0].1));
+    assert!(
+        !w.sim.is_token_active(&old_token),
+        "the superseded grant is revoked at Salesforce"
+    );
+}
+
+#[tokio::test]
 async fn reauthorizing_a_deleted_connection_fails_at_the_callback() {
     let w = world().await;
     let (id, _) = w
@@ -256,7 +289,7 @@ async fn invalid_input_is_refused_naming_the_field_and_starts_nothing() {
 #[tokio::test]
 async fn loopback_login_urls_are_refused_in_production() {
     let mut w = world().await;
-    w.api.options.allow_loopback_login = false;
+    w.api.manager.policy.allow_loopback_login = false;
     let body = format!(
         r#"{{"channel":"support","login_url":"{}"}}"#,
         w.sim.login_url()
@@ -355,7 +388,8 @@ async fn a_moved_instance_is_kept_after_reauthorization() {
             w.sim.login_url()
         ))
         .await;
-    let elsewhere = InstanceUrl::parse("http://127.0.0.1:9").unwrap();
+    let login = LoginUrl::parse(&w.sim.login_url()).unwrap();
+    let elsewhere = InstanceUrl::issued_by("http://127.0.0.1:9", &login).unwrap();
     w.connections.reauthorized(&id, &elsewhere).await.unwrap();
     let started = w
         .call("POST", &format!("/connections/{id}/reauthorize"), None)

@@ -21,58 +21,18 @@
 pub mod page;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use aws_lambda_events::http::Method;
-use casesync_aws::config::{
-    self, APP_URL, AUTH_STATES_TABLE, CONNECTIONS_TABLE, ClientSecretError, ConfigError, Env,
-    SALESFORCE_CLIENT_ID, SALESFORCE_CLIENT_SECRET_ARN, SECRET_PREFIX,
-};
-use casesync_aws::{DynamoAuthStateStore, DynamoConnectionStore, SecretsManagerStore};
-use casesync_core::connect::{self, CallbackParams, ConnectError};
-use casesync_core::domain::Connection;
+use casesync_aws::config::APP_URL;
+use casesync_aws::{Env, StartupError, Wiring};
+use casesync_core::manage::connect::{self, Authorized, CallbackParams, ConnectError};
 use casesync_core::ports::{AuthStateStore, Clock, ConnectionStore, SecretStore, SystemClock};
-use casesync_core::salesforce::{
-    HttpSettings, OAuthApp, OAuthClient, RetryPolicy, Salesforce, SalesforceError,
-};
+use casesync_core::salesforce::{HttpSettings, OAuthClient};
 use chrono::{DateTime, Utc};
 use url::Url;
 
 pub use page::Page;
-
-/// The function's configuration, read once at start.
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub connections_table: String,
-    pub auth_states_table: String,
-    pub secret_prefix: String,
-    pub client_id: String,
-    pub client_secret_arn: String,
-    /// Where the browser goes once connected, and what error pages link back to.
-    pub app_url: Url,
-}
-
-impl Config {
-    /// Reads every variable, reporting every missing or invalid one at once.
-    pub fn from_env(mut env: Env) -> Result<Self, ConfigError> {
-        let connections_table = env.required(CONNECTIONS_TABLE);
-        let auth_states_table = env.required(AUTH_STATES_TABLE);
-        let secret_prefix = env.required(SECRET_PREFIX);
-        let client_id = env.required(SALESFORCE_CLIENT_ID);
-        let client_secret_arn = env.required(SALESFORCE_CLIENT_SECRET_ARN);
-        let app_url = env.parsed(APP_URL, parse_app_url);
-        env.finish()?;
-        Ok(Self {
-            connections_table,
-            auth_states_table,
-            secret_prefix,
-            client_id,
-            client_secret_arn,
-            app_url: app_url.expect("finish() fails when APP_URL is missing or invalid"),
-        })
-    }
-}
 
 /// `APP_URL` must be an absolute http(s) URL: the browser is redirected there.
 pub fn parse_app_url(raw: &str) -> Result<Url, String> {
@@ -81,30 +41,6 @@ pub fn parse_app_url(raw: &str) -> Result<Url, String> {
         "https" | "http" if url.host().is_some() => Ok(url),
         _ => Err(format!("{raw:?} must be an http(s) URL")),
     }
-}
-
-/// Timeouts for a request a person is waiting on, behind API Gateway's 30-second limit.
-pub fn interactive_http() -> HttpSettings {
-    HttpSettings {
-        connect_timeout: Duration::from_secs(5),
-        request_timeout: Duration::from_secs(10),
-        retry: RetryPolicy {
-            max_attempts: 3,
-            min_delay: Duration::from_millis(200),
-            max_delay: Duration::from_secs(2),
-            max_total_delay: Duration::from_secs(4),
-        },
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StartupError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
-    ClientSecret(#[from] ClientSecretError),
-    #[error("could not build the Salesforce HTTP client: {0}")]
-    Salesforce(#[from] SalesforceError),
 }
 
 /// The handler's dependencies, built once per cold start.
@@ -119,38 +55,25 @@ pub struct Callback {
 }
 
 impl Callback {
-    /// Wires the AWS adapters from one `SdkConfig`; reads the client secret once.
-    pub async fn from_aws(
-        config: &Config,
-        sdk: &aws_config::SdkConfig,
-        http: &HttpSettings,
-    ) -> Result<Self, StartupError> {
-        let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
-        let secrets_manager = aws_sdk_secretsmanager::Client::new(sdk);
-        let client_secret =
-            config::read_client_secret(&secrets_manager, &config.client_secret_arn).await?;
-        let salesforce = Salesforce::new(
-            OAuthApp {
-                client_id: config.client_id.clone(),
-                client_secret: Some(client_secret),
-            },
-            http,
-        )?;
+    /// The production wiring: the DynamoDB and Secrets Manager adapters from one `SdkConfig`,
+    /// the environment read once (`CONNECTIONS_TABLE`, `AUTH_STATES_TABLE`, `SECRET_PREFIX`,
+    /// `SALESFORCE_CLIENT_ID`, `SALESFORCE_CLIENT_SECRET_ARN`, `APP_URL`), the Connected App's
+    /// consumer secret read once.
+    pub async fn from_env(sdk: &aws_config::SdkConfig, env: Env) -> Result<Self, StartupError> {
+        let mut wiring = Wiring::new(sdk, env);
+        let connections = wiring.connections();
+        let auth_states = wiring.auth_states();
+        let secrets = wiring.secrets();
+        let app_url = wiring.env().parsed(APP_URL, parse_app_url);
+        let salesforce = wiring
+            .finish_with_salesforce(&HttpSettings::interactive())
+            .await?;
         Ok(Self {
             oauth: salesforce.oauth,
-            connections: Arc::new(DynamoConnectionStore::new(
-                dynamodb.clone(),
-                &config.connections_table,
-            )),
-            auth_states: Arc::new(DynamoAuthStateStore::new(
-                dynamodb,
-                &config.auth_states_table,
-            )),
-            secrets: Arc::new(SecretsManagerStore::new(
-                secrets_manager,
-                &config.secret_prefix,
-            )),
-            app_url: config.app_url.clone(),
+            connections,
+            auth_states,
+            secrets,
+            app_url: app_url.expect("finish() fails when APP_URL is missing or invalid"),
             clock: Arc::new(SystemClock),
         })
     }
@@ -166,12 +89,16 @@ impl Callback {
         let raw_query = event.raw_query_string.as_deref().unwrap_or("");
         let now = self.clock.now();
         match self.complete(raw_query, now).await {
-            Ok(connection) => {
-                let reauthorized = connection.created_at != now;
+            Ok(Authorized {
+                connection,
+                reauthorized,
+                superseded,
+            }) => {
                 tracing::info!(
                     connection = %connection.id,
                     channel = %connection.channel,
                     reauthorized,
+                    superseded_token = superseded.as_ref().map(|r| r.status()),
                     "connection authorized"
                 );
                 page::redirect(&self.app_url, &connection.id, reauthorized)
@@ -192,7 +119,7 @@ impl Callback {
         &self,
         raw_query: &str,
         now: DateTime<Utc>,
-    ) -> Result<Connection, ConnectError> {
+    ) -> Result<Authorized, ConnectError> {
         let params = match CallbackParams::parse(raw_query) {
             Ok(params) => params,
             Err(e) => {
@@ -231,43 +158,16 @@ impl Callback {
 mod tests {
     use super::*;
 
-    fn env(vars: Vec<(&'static str, &'static str)>) -> Env {
-        Env::from_pairs(vars)
-    }
-
-    fn with_app_url(app_url: &'static str) -> Env {
-        env(vec![
-            (CONNECTIONS_TABLE, "c"),
-            (AUTH_STATES_TABLE, "a"),
-            (SECRET_PREFIX, "p"),
-            (SALESFORCE_CLIENT_ID, "id"),
-            (SALESFORCE_CLIENT_SECRET_ARN, "arn"),
-            (APP_URL, app_url),
-        ])
-    }
-
-    #[test]
-    fn every_missing_variable_is_reported_at_once() {
-        let err = Config::from_env(env(vec![(CONNECTIONS_TABLE, "c")])).unwrap_err();
-        assert_eq!(
-            err.missing,
-            vec![
-                AUTH_STATES_TABLE,
-                SECRET_PREFIX,
-                SALESFORCE_CLIENT_ID,
-                SALESFORCE_CLIENT_SECRET_ARN,
-                APP_URL
-            ]
-        );
-    }
-
     #[test]
     fn app_url_must_be_an_absolute_http_url() {
-        let config = Config::from_env(with_app_url("https://app.example.com/x?y=1")).unwrap();
-        assert_eq!(config.app_url.as_str(), "https://app.example.com/x?y=1");
+        assert_eq!(
+            parse_app_url("https://app.example.com/x?y=1")
+                .unwrap()
+                .as_str(),
+            "https://app.example.com/x?y=1"
+        );
         for bad in ["javascript:alert(1)", "/relative", "app.example.com"] {
-            let err = Config::from_env(with_app_url(bad)).unwrap_err();
-            assert!(err.to_string().contains("APP_URL"), "{bad}: {err}");
+            assert!(parse_app_url(bad).is_err(), "{bad}");
         }
     }
 }

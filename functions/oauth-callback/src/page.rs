@@ -9,8 +9,8 @@
 use aws_lambda_events::apigw::ApiGatewayV2httpResponse;
 use aws_lambda_events::encodings::Body;
 use aws_lambda_events::http::{HeaderMap, HeaderValue, header};
-use casesync_core::connect::ConnectError;
 use casesync_core::domain::ConnectionId;
+use casesync_core::manage::connect::ConnectError;
 use casesync_core::ports::StoreError;
 use casesync_core::salesforce::SalesforceError;
 use url::Url;
@@ -256,20 +256,9 @@ fn capitalized(s: &str) -> String {
     }
 }
 
-/// Escapes text for HTML element content and double-quoted attribute values.
+/// Escapes text for HTML element content and quoted attribute values.
 pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
+    html_escape::encode_safe(s).into_owned()
 }
 
 #[cfg(test)]
@@ -285,9 +274,9 @@ mod tests {
         let page = Page::new(400, "Title", "<script>alert('x')</script> & \"q\"", &app());
         let html = page.html();
         assert!(!html.contains("<script>"), "{html}");
-        assert!(
-            html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;q&quot;")
-        );
+        assert!(html.contains(
+            "&lt;script&gt;alert(&#x27;x&#x27;)&lt;&#x2F;script&gt; &amp; &quot;q&quot;"
+        ));
         assert!(html.contains("href=\"https://app.example.com/settings?tab=salesforce\""));
     }
 

@@ -8,10 +8,10 @@ use std::time::Duration;
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use casesync_aws::testing::{Moto, ResourceNames};
 use casesync_aws::{DynamoAuthStateStore, DynamoConnectionStore, SecretsManagerStore};
-use casesync_core::connect::{self, ConnectionSettings};
 use casesync_core::domain::{
     ApiVersion, BackfillWindow, ChannelName, ConnectionId, ConnectionState, LoginUrl, QueueScope,
 };
+use casesync_core::manage::connect::{self, ConnectionSettings};
 use casesync_core::ports::{Clock, PendingAuthorization};
 use casesync_core::salesforce::{HttpSettings, OAuthApp, RetryPolicy, Salesforce};
 use casesync_oauth_callback::Callback;

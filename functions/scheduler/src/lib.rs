@@ -11,43 +11,19 @@
 //! event within SQS's 5-minute deduplication window, the items it already sent are not queued a
 //! second time.
 //!
+//! Which connections get a tick is the core's rule ([`Targets`]); this crate is the wiring.
 //! Configuration: `CONNECTIONS_TABLE`, `WORK_QUEUE_URL` (see [`casesync_aws::config`]).
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
-use casesync_aws::config::{CONNECTIONS_TABLE, ConfigError, Env, WORK_QUEUE_URL};
-use casesync_aws::{DynamoConnectionStore, Metrics, SqsWorkQueue};
-use casesync_core::domain::ConnectionState;
-use casesync_core::ports::{
-    Clock, ConnectionReader, StoreError, SystemClock, WorkItem, WorkKind, WorkQueue,
-};
+use casesync_aws::{Env, Metrics, StartupError, Wiring};
+use casesync_core::manage::work::Targets;
+use casesync_core::ports::{Clock, ConnectionReader, StoreError, SystemClock, WorkQueue};
 use chrono::{DateTime, Utc};
 use lambda_runtime::LambdaEvent;
 use serde::Serialize;
-
-/// What the scheduler reads from its environment.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SchedulerConfig {
-    pub connections_table: String,
-    pub work_queue_url: String,
-}
-
-impl SchedulerConfig {
-    /// Reads the process environment; every missing variable is reported at once.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::read(Env::new())
-    }
-
-    pub fn read(mut env: Env) -> Result<Self, ConfigError> {
-        let config = Self {
-            connections_table: env.required(CONNECTIONS_TABLE),
-            work_queue_url: env.required(WORK_QUEUE_URL),
-        };
-        env.finish().map(|()| config)
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum TickError {
@@ -100,20 +76,18 @@ impl Scheduler {
     }
 
     /// The production wiring: DynamoDB connections, the SQS FIFO work queue.
-    pub fn from_sdk(sdk: &aws_config::SdkConfig, config: &SchedulerConfig) -> Self {
-        let metrics = Arc::new(Metrics::new());
-        let connections = DynamoConnectionStore::new(
-            aws_sdk_dynamodb::Client::new(sdk),
-            &config.connections_table,
-        );
-        let queue = SqsWorkQueue::new(aws_sdk_sqs::Client::new(sdk), &config.work_queue_url)
-            .with_metrics(metrics.clone());
-        Self::new(
-            Arc::new(connections),
-            Arc::new(queue),
+    pub fn from_env(sdk: &aws_config::SdkConfig, env: Env) -> Result<Self, StartupError> {
+        let mut wiring = Wiring::new(sdk, env);
+        let connections = wiring.connections();
+        let queue = wiring.work_queue();
+        let metrics = wiring.metrics();
+        wiring.finish()?;
+        Ok(Self::new(
+            connections,
+            queue,
             metrics,
             Arc::new(SystemClock),
-        )
+        ))
     }
 
     /// Queues one tick, stamped `at`, for every active connection.
@@ -129,18 +103,10 @@ impl Scheduler {
             connections: connections.len(),
             ..TickSummary::default()
         };
-        let mut items = Vec::with_capacity(connections.len());
-        for connection in connections {
-            match connection.state {
-                ConnectionState::Active => items.push(WorkItem {
-                    connection_id: connection.id,
-                    kind: WorkKind::Tick,
-                    enqueued_at: at,
-                }),
-                ConnectionState::Disconnected => summary.skipped_disconnected += 1,
-                ConnectionState::NeedsReauth => summary.skipped_needs_reauth += 1,
-            }
-        }
+        let targets = Targets::split(connections);
+        summary.skipped_disconnected = targets.disconnected.len();
+        summary.skipped_needs_reauth = targets.needs_reauth.len();
+        let items = targets.ticks(at);
         let sent = self.queue.enqueue(&items).await;
         summary.send_calls = self.metrics.snapshot().send_message_batch_calls - calls_before;
         summary.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -193,27 +159,4 @@ pub async fn handle(
         }
     };
     Ok(scheduler.tick(at).await?)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_missing_variable_is_reported_at_once() {
-        let err = SchedulerConfig::read(Env::from_fn(|_| None)).unwrap_err();
-        assert_eq!(err.missing, vec![CONNECTIONS_TABLE, WORK_QUEUE_URL]);
-    }
-
-    #[test]
-    fn the_configuration_comes_from_the_contract_names() {
-        let config = SchedulerConfig::read(Env::from_fn(|name| match name {
-            "CONNECTIONS_TABLE" => Some("conns".into()),
-            "WORK_QUEUE_URL" => Some("https://sqs.example/q.fifo".into()),
-            _ => None,
-        }))
-        .unwrap();
-        assert_eq!(config.connections_table, "conns");
-        assert_eq!(config.work_queue_url, "https://sqs.example/q.fifo");
-    }
 }

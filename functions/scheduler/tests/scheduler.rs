@@ -11,7 +11,7 @@ use casesync_core::domain::{
     ApiVersion, BackfillWindow, ChannelName, Connection, ConnectionId, ConnectionState,
     InstanceUrl, LoginUrl, QueueScope,
 };
-use casesync_core::ports::{ConnectionWriter, SystemClock, WorkItem, WorkKind};
+use casesync_core::ports::{ConnectionWriter, StateWriter, SystemClock, WorkItem, WorkKind};
 use casesync_scheduler::{Scheduler, TickSummary, handle};
 use chrono::{DateTime, Utc};
 use lambda_runtime::{Context, LambdaEvent};

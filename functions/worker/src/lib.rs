@@ -38,28 +38,22 @@
 //! consumer secret is read once at cold start into a `SecretString`, refresh tokens stay in
 //! Secrets Manager, access tokens in memory.
 
-mod config;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-use aws_sdk_sqs::types::{ChangeMessageVisibilityBatchRequestEntry, MessageAttributeValue};
-use casesync_aws::config::{ClientSecretError, read_client_secret};
-use casesync_aws::{
-    DynamoConnectionStore, DynamoDataPointStore, SecretsManagerStore, SqsWorkQueue,
-};
-use casesync_core::domain::ConnectionState;
+use casesync_aws::{Env, Received, SqsWorkQueue, StartupError, Wiring};
+use casesync_core::manage::work::{self, FollowUp, Skip};
 use casesync_core::ports::{
-    Clock, ConnectionStore, DataPointWriter, SecretStore, StoreError, SystemClock, WorkItem,
+    Clock, DataPointWriter, SecretStore, StoreError, SyncStateStore, SystemClock, WorkItem,
     WorkKind, WorkQueue,
 };
-use casesync_core::salesforce::{HttpSettings, OAuthApp, Salesforce, SalesforceError};
+use casesync_core::salesforce::{HttpSettings, Salesforce};
 use casesync_core::sync::{SyncConfig, SyncEngine, SyncOutcome, SyncReport};
 use lambda_runtime::LambdaEvent;
 use tracing::Instrument;
 
-pub use config::{DLQ_URL, WorkerConfig};
+pub use casesync_aws::{REASON_ATTRIBUTE, SOURCE_ID_ATTRIBUTE};
 
 /// How the worker spends an invocation's time, and how soon a failed message comes back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,25 +96,14 @@ impl Timing {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error(transparent)]
-    ClientSecret(#[from] ClientSecretError),
-    #[error("could not build the Salesforce client: {0}")]
-    Salesforce(#[from] SalesforceError),
-}
-
 /// Everything [`Worker::new`] wires together.
 pub struct WorkerParts {
-    pub connections: Arc<dyn ConnectionStore>,
+    pub connections: Arc<dyn SyncStateStore>,
     pub data_points: Arc<dyn DataPointWriter>,
     pub secrets: Arc<dyn SecretStore>,
-    /// Where continuations go (the work queue).
-    pub queue: Arc<dyn WorkQueue>,
-    /// For moving poison messages to the dead-letter queue and delaying failed ones.
-    pub sqs: aws_sdk_sqs::Client,
-    pub work_queue_url: String,
-    pub dlq_url: String,
+    /// The work queue: where continuations go, and how poison messages are dead-lettered and
+    /// failed ones delayed.
+    pub queue: Arc<SqsWorkQueue>,
     pub salesforce: Salesforce,
     pub sync: SyncConfig,
     pub clock: Arc<dyn Clock>,
@@ -130,11 +113,8 @@ pub struct WorkerParts {
 /// The worker's dependencies, built once per process and shared by every invocation.
 pub struct Worker {
     engine: SyncEngine,
-    connections: Arc<dyn ConnectionStore>,
-    queue: Arc<dyn WorkQueue>,
-    sqs: aws_sdk_sqs::Client,
-    work_queue_url: String,
-    dlq_url: String,
+    connections: Arc<dyn SyncStateStore>,
+    queue: Arc<SqsWorkQueue>,
     clock: Arc<dyn Clock>,
     timing: Timing,
 }
@@ -153,49 +133,29 @@ impl Worker {
             engine,
             connections: parts.connections,
             queue: parts.queue,
-            sqs: parts.sqs,
-            work_queue_url: parts.work_queue_url,
-            dlq_url: parts.dlq_url,
             clock: parts.clock,
             timing: parts.timing,
         }
     }
 
-    /// The production wiring: the SDK clients built once from `sdk`, the DynamoDB, Secrets
-    /// Manager and SQS adapters, and the Connected App's consumer secret read from
-    /// `SALESFORCE_CLIENT_SECRET_ARN`.
-    pub async fn from_sdk(
-        sdk: &aws_config::SdkConfig,
-        config: &WorkerConfig,
-    ) -> Result<Self, StartError> {
-        let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
-        let secrets_manager = aws_sdk_secretsmanager::Client::new(sdk);
-        let sqs = aws_sdk_sqs::Client::new(sdk);
-        let client_secret = read_client_secret(&secrets_manager, &config.client_secret_arn).await?;
-        let salesforce = Salesforce::new(
-            OAuthApp {
-                client_id: config.client_id.clone(),
-                client_secret: Some(client_secret),
-            },
-            &HttpSettings::default(),
-        )?;
+    /// The production wiring: the DynamoDB, Secrets Manager and SQS adapters from one
+    /// `SdkConfig`, the environment read once (`CONNECTIONS_TABLE`, `DATA_POINTS_TABLE`,
+    /// `WORK_QUEUE_URL`, `DLQ_URL`, `SECRET_PREFIX`, `SALESFORCE_CLIENT_ID`,
+    /// `SALESFORCE_CLIENT_SECRET_ARN`), the Connected App's consumer secret read once.
+    pub async fn from_env(sdk: &aws_config::SdkConfig, env: Env) -> Result<Self, StartupError> {
+        let mut wiring = Wiring::new(sdk, env);
+        let connections = wiring.connections();
+        let data_points = wiring.data_points();
+        let secrets = wiring.secrets();
+        let queue = wiring.consumed_work_queue();
+        let salesforce = wiring
+            .finish_with_salesforce(&HttpSettings::default())
+            .await?;
         Ok(Self::new(WorkerParts {
-            connections: Arc::new(DynamoConnectionStore::new(
-                dynamodb.clone(),
-                &config.connections_table,
-            )),
-            data_points: Arc::new(DynamoDataPointStore::new(
-                dynamodb,
-                &config.data_points_table,
-            )),
-            secrets: Arc::new(SecretsManagerStore::new(
-                secrets_manager,
-                &config.secret_prefix,
-            )),
-            queue: Arc::new(SqsWorkQueue::new(sqs.clone(), &config.work_queue_url)),
-            sqs,
-            work_queue_url: config.work_queue_url.clone(),
-            dlq_url: config.dlq_url.clone(),
+            connections,
+            data_points,
+            secrets,
+            queue,
             salesforce,
             sync: SyncConfig::default(),
             clock: Arc::new(SystemClock),
@@ -238,7 +198,7 @@ impl Worker {
                 }
             }
         }
-        self.delay_retries(&delays).await;
+        self.queue.retry_after(&delays).await;
         tracing::info!(
             messages = records.len(),
             failed = response.batch_item_failures.len(),
@@ -314,27 +274,31 @@ impl Worker {
     /// Syncs the item's connection if there is anything to do. `Err` means "deliver again".
     async fn sync(&self, item: &WorkItem, deadline: Instant) -> Result<(), String> {
         let id = &item.connection_id;
-        let connection = match self.connections.get_connection(id).await {
-            Ok(Some(c)) => c,
-            Ok(None) => {
+        let connection = self
+            .connections
+            .get_connection(id)
+            .await
+            .map_err(|e| format!("could not read the connection: {e}"))?;
+        match work::needs_run(item, connection.as_ref()) {
+            Ok(()) => {}
+            Err(Skip::Deleted) => {
                 tracing::info!("the connection no longer exists; nothing to do");
                 return Ok(());
             }
-            Err(e) => return Err(format!("could not read the connection: {e}")),
-        };
-        if connection.state != ConnectionState::Active {
-            tracing::info!(state = %connection.state, "the connection is not active; nothing to do");
-            return Ok(());
-        }
-        if let Some(run) = &connection.last_run
-            && run.started_at > item.enqueued_at
-        {
-            tracing::info!(
-                enqueued_at = %item.enqueued_at,
-                last_run_started_at = %run.started_at,
-                "stale: the connection was synced since this message was queued; skipped"
-            );
-            return Ok(());
+            Err(Skip::NotActive(state)) => {
+                tracing::info!(%state, "the connection is not active; nothing to do");
+                return Ok(());
+            }
+            Err(Skip::Stale {
+                last_run_started_at,
+            }) => {
+                tracing::info!(
+                    enqueued_at = %item.enqueued_at,
+                    %last_run_started_at,
+                    "stale: the connection was synced since this message was queued; skipped"
+                );
+                return Ok(());
+            }
         }
 
         let remaining = deadline.saturating_duration_since(Instant::now());
@@ -372,13 +336,8 @@ impl Worker {
             .num_milliseconds()
             .max(0);
         let error = report.error.as_deref().unwrap_or("");
-        match report.outcome {
-            SyncOutcome::MoreWork => {
-                let next = WorkItem {
-                    connection_id: item.connection_id.clone(),
-                    kind: WorkKind::Continuation,
-                    enqueued_at: self.clock.now(),
-                };
+        match work::follow_up(item, report, self.clock.now()) {
+            FollowUp::Continue(next) => {
                 match self.queue.enqueue(std::slice::from_ref(&next)).await {
                     Ok(()) => tracing::info!(
                         outcome = %report.outcome,
@@ -392,8 +351,16 @@ impl Worker {
                          tick resumes from the cursor"
                     ),
                 }
+                return;
             }
-            SyncOutcome::Done => {
+            FollowUp::GiveUp(reason) => {
+                tracing::warn!(%reason, "more work left, but no continuation: the next tick resumes from the cursor");
+                return;
+            }
+            FollowUp::Nothing => {}
+        }
+        match report.outcome {
+            SyncOutcome::Done | SyncOutcome::MoreWork => {
                 tracing::info!(outcome = %report.outcome, created = report.counts.created, updated = report.counts.updated, elapsed_ms, "synced");
             }
             SyncOutcome::Busy | SyncOutcome::Disconnected => {
@@ -407,35 +374,13 @@ impl Worker {
 
     /// Moves a message that can never be processed to the dead-letter queue.
     async fn dead_letter(&self, record: &SqsMessage, reason: &str, receive_count: u32) -> Verdict {
-        let body = record
-            .body
-            .as_deref()
-            .filter(|b| !b.is_empty())
-            .unwrap_or("(empty body)");
-        let message_id = record.message_id.as_deref().unwrap_or("unknown");
-        let attribute = |value: &str| {
-            MessageAttributeValue::builder()
-                .data_type("String")
-                .string_value(value)
-                .build()
+        let message = Received {
+            message_id: record.message_id.as_deref().unwrap_or(""),
+            receipt_handle: record.receipt_handle.as_deref(),
+            group_id: group_of(record),
+            body: record.body.as_deref().unwrap_or(""),
         };
-        let sent = match (attribute(reason), attribute(message_id)) {
-            (Ok(reason_attr), Ok(id_attr)) => self
-                .sqs
-                .send_message()
-                .queue_url(&self.dlq_url)
-                .message_body(body)
-                .message_group_id(group_of(record))
-                .message_deduplication_id(deduplication_id(record))
-                .message_attributes(REASON_ATTRIBUTE, reason_attr)
-                .message_attributes(SOURCE_ID_ATTRIBUTE, id_attr)
-                .send()
-                .await
-                .map(drop)
-                .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(e).to_string()),
-            (Err(e), _) | (_, Err(e)) => Err(e.to_string()),
-        };
-        match sent {
+        match self.queue.dead_letter(&message, reason).await {
             Ok(()) => {
                 tracing::error!(%reason, "poison message moved to the dead-letter queue");
                 Verdict::Done
@@ -452,49 +397,7 @@ impl Worker {
             }
         }
     }
-
-    /// Shortens the visibility timeout of failed records so they come back soon (the queue's
-    /// own is six times the function's timeout). Best effort: on failure, that one applies.
-    async fn delay_retries(&self, delays: &[(&str, Duration)]) {
-        for chunk in delays.chunks(10) {
-            let entries: Vec<_> = chunk
-                .iter()
-                .enumerate()
-                .filter_map(|(i, (handle, after))| {
-                    ChangeMessageVisibilityBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .receipt_handle(*handle)
-                        .visibility_timeout(i32::try_from(after.as_secs()).unwrap_or(i32::MAX))
-                        .build()
-                        .ok()
-                })
-                .collect();
-            let result = self
-                .sqs
-                .change_message_visibility_batch()
-                .queue_url(&self.work_queue_url)
-                .set_entries(Some(entries))
-                .send()
-                .await;
-            match result {
-                Ok(out) if out.failed().is_empty() => {}
-                Ok(out) => tracing::warn!(
-                    failed = out.failed().len(),
-                    "could not shorten the visibility of some failed messages"
-                ),
-                Err(e) => tracing::warn!(
-                    error = %aws_sdk_sqs::error::DisplayErrorContext(e),
-                    "could not shorten the visibility of the failed messages"
-                ),
-            }
-        }
-    }
 }
-
-/// The message attribute holding why a message was dead-lettered.
-pub const REASON_ATTRIBUTE: &str = "casesync_reason";
-/// The message attribute holding the dead-lettered message's original id.
-pub const SOURCE_ID_ATTRIBUTE: &str = "casesync_source_message_id";
 
 /// What becomes of one record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -552,16 +455,6 @@ fn group_of(record: &SqsMessage) -> &str {
         .get("MessageGroupId")
         .or(record.message_id.as_ref())
         .map_or("", String::as_str)
-}
-
-fn deduplication_id(record: &SqsMessage) -> String {
-    match &record.message_id {
-        Some(id) if !id.is_empty() && id.len() <= 128 => id.clone(),
-        _ => format!(
-            "poison-{}",
-            chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)
-        ),
-    }
 }
 
 fn receive_count(record: &SqsMessage) -> u32 {

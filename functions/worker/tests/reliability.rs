@@ -139,13 +139,10 @@ async fn secrets_manager_unavailable_fails_the_run_cleanly_and_a_later_tick_comp
                 unreachable,
                 &w.names.secret_prefix,
             )),
-            queue: Arc::new(casesync_aws::SqsWorkQueue::new(
-                sqs.clone(),
-                &w.queue.queue_url,
-            )),
-            sqs,
-            work_queue_url: w.queue.queue_url.clone(),
-            dlq_url: w.queue.dead_letter_queue_url.clone(),
+            queue: Arc::new(
+                casesync_aws::SqsWorkQueue::new(sqs, &w.queue.queue_url)
+                    .with_dead_letter_queue(&w.queue.dead_letter_queue_url),
+            ),
             salesforce: w.salesforce.clone(),
             sync: SyncConfig::default(),
             clock: Arc::new(SystemClock),

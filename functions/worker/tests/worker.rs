@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use casesync_core::domain::ConnectionState;
-use casesync_core::ports::{ConnectionWriter, WorkItem, WorkKind};
+use casesync_core::ports::{ConnectionWriter, StateWriter, WorkItem, WorkKind};
 use casesync_core::sync::SyncOutcome;
 use casesync_tests::{closed_case, minutes_ago};
 use casesync_worker::{REASON_ATTRIBUTE, SOURCE_ID_ATTRIBUTE, Timing};

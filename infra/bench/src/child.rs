@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use casesync_core::connect::{self, ConnectionSettings};
 use casesync_core::domain::{ApiVersion, BackfillWindow, ChannelName, LoginUrl, QueueScope};
+use casesync_core::manage::connect::{self, ConnectionSettings};
 use casesync_core::ports::SystemClock;
 use casesync_core::salesforce::{HttpSettings, OAuthApp, Salesforce};
 use casesync_core::sync::{SyncConfig, SyncEngine, SyncOutcome};

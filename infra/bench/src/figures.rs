@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use casesync_core::connect::{self, ConnectionSettings};
 use casesync_core::domain::{ApiVersion, BackfillWindow, ChannelName, LoginUrl, QueueScope};
+use casesync_core::manage::connect::{self, ConnectionSettings};
 use casesync_core::memory::{ManualClock, MemoryStore};
 use casesync_core::ports::{Clock, SystemClock};
 use casesync_core::salesforce::{HttpSettings, OAuthApp, Salesforce};

@@ -3,8 +3,10 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use casesync_core::domain::{Connection, ConnectionId};
+use casesync_core::manage::{ManageError, Manager, Policy};
 use casesync_core::ports::{ConnectionReader, SystemClock};
 use casesync_core::salesforce::{HttpSettings, OAuthApp, Salesforce};
 use casesync_core::sync::{SyncConfig, SyncEngine};
@@ -12,8 +14,10 @@ use casesync_local::{DATABASE_FILE, DataDir, FileSecretStore, SqliteStore};
 use secrecy::SecretString;
 
 use crate::cli::CLIENT_SECRET_ENV;
-use crate::error::{CliError, Context};
-use crate::worker::LeaseTracker;
+use crate::error::{CliError, Context, failed};
+
+/// How long `casesync delete` waits for a sync running in another process to stop.
+const DELETE_WAIT: Duration = Duration::from_secs(30);
 
 /// An open data dir.
 pub struct App {
@@ -64,17 +68,61 @@ impl App {
             .ok_or_else(|| unknown_connection(id, self.path()))
     }
 
-    /// The engine that syncs this data dir's connections with `salesforce`. Leases it takes are
-    /// recorded in `leases`, so an interrupted run can give them back.
-    pub fn engine(&self, salesforce: Salesforce, leases: &LeaseTracker) -> SyncEngine {
+    /// The engine that syncs this data dir's connections with `salesforce`.
+    pub fn engine(&self, salesforce: Salesforce) -> SyncEngine {
         SyncEngine::new(
-            Arc::new(leases.wrap(self.store.clone())),
+            Arc::new(self.store.clone()),
             Arc::new(self.store.clone()),
             Arc::new(self.secrets.clone()),
             Arc::new(SystemClock),
             salesforce,
             SyncConfig::default(),
         )
+    }
+
+    /// The connection use cases on this data dir, talking to Salesforce through `salesforce`.
+    pub fn manager(&self, salesforce: Salesforce) -> Manager {
+        Manager {
+            connections: Arc::new(self.store.clone()),
+            data_points: Arc::new(self.store.clone()),
+            auth_states: Arc::new(self.store.clone()),
+            secrets: Arc::new(self.secrets.clone()),
+            salesforce,
+            clock: Arc::new(SystemClock),
+            policy: Policy {
+                // Whoever types a loopback login URL runs both ends (the simulator).
+                allow_loopback_login: true,
+                delete_wait: DELETE_WAIT,
+                ..Policy::default()
+            },
+            actor: "the casesync CLI",
+        }
+    }
+
+    /// The use cases that need no client secret (status, configure, disconnect, delete: a
+    /// revocation needs only the consumer key, which the connection records).
+    pub fn offline_manager(&self) -> Result<Manager, CliError> {
+        let salesforce = Salesforce::new(
+            OAuthApp {
+                client_id: String::new(),
+                client_secret: None,
+            },
+            &HttpSettings::default(),
+        )
+        .context("building the HTTP client")?;
+        Ok(self.manager(salesforce))
+    }
+}
+
+/// A use case's error as the CLI reports it.
+pub fn manage_error(e: ManageError, dir: &Path) -> CliError {
+    match e {
+        ManageError::NotFound(id) => unknown_connection(&id, dir),
+        ManageError::Invalid { .. } | ManageError::NothingToChange => {
+            CliError::input(e.to_string())
+        }
+        ManageError::Salesforce(se) if se.needs_reauth() => CliError::NeedsReauth(se.to_string()),
+        other => failed!("{other}"),
     }
 }
 

@@ -115,8 +115,10 @@ Example:
     /// Permanently delete a connection: its data points, its refresh token (revoked at Salesforce).
     #[command(after_help = "\
 Asks for confirmation on a terminal; without a terminal (scripts, CI) it refuses unless --yes is
-given. The refresh token is revoked at Salesforce first; if Salesforce cannot be reached nothing
-is deleted, unless --skip-revoke is given (then revoke it in Salesforce Setup yourself).
+given. The connection is disconnected first (a sync running elsewhere stops at its next page),
+then its refresh token is revoked at Salesforce. If Salesforce cannot be reached, the delete goes
+on all the same (every data point is removed, as promised) and says so: revoke the token in
+Salesforce Setup > Connected Apps OAuth Usage yourself.
 
 Examples:
   casesync delete conn_6f1d0c1e8a2b4b0e9d3f5a7c1b2e4d6f
@@ -346,9 +348,6 @@ pub struct DeleteArgs {
     /// Do not ask for confirmation.
     #[arg(long)]
     pub yes: bool,
-    /// Delete even if the refresh token cannot be revoked at Salesforce.
-    #[arg(long)]
-    pub skip_revoke: bool,
 }
 
 #[derive(Debug, Args)]

@@ -17,11 +17,8 @@ use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Html;
 use axum::routing::get;
-use casesync_core::connect::{self, CallbackParams, StartedAuthorization};
-use casesync_core::domain::Connection;
+use casesync_core::manage::{Authorized, CallbackParams, Manager, StartedAuthorization};
 use casesync_core::ports::{AuthStateStore, PendingAuthorization, StoreResult};
-use casesync_core::salesforce::OAuthClient;
-use casesync_local::{FileSecretStore, SqliteStore};
 use chrono::Utc;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -139,22 +136,15 @@ async fn callback(
     }
 }
 
-/// What completing the flow needs.
-pub struct Completion<'a> {
-    pub oauth: &'a OAuthClient,
-    pub states: &'a PendingFlows,
-    pub store: &'a SqliteStore,
-    pub secrets: &'a FileSecretStore,
-}
-
-/// Waits for the callback of `started` (until it expires, 10 minutes) and completes the flow.
-/// A callback whose `state` is not this flow's is refused with an error page, and the wait goes
-/// on: it may be an old browser tab, or a forged request.
+/// Waits for the callback of `started` (until it expires, 10 minutes) and completes the flow
+/// through `manager` (whose auth state store holds the pending flow). A callback whose `state`
+/// is not this flow's is refused with an error page, and the wait goes on: it may be an old
+/// browser tab, or a forged request.
 pub async fn await_callback(
     server: &mut CallbackServer,
     started: &StartedAuthorization,
-    completion: Completion<'_>,
-) -> Result<Connection, CliError> {
+    manager: &Manager,
+) -> Result<Authorized, CliError> {
     let left = (started.expires_at - Utc::now())
         .to_std()
         .unwrap_or(Duration::ZERO);
@@ -200,15 +190,7 @@ pub async fn await_callback(
             ));
             continue;
         }
-        let result = connect::complete(
-            completion.oauth,
-            completion.states,
-            completion.store,
-            completion.secrets,
-            &params,
-            Utc::now(),
-        )
-        .await;
+        let result = manager.complete_authorization(&params).await;
         let answer = match &result {
             Ok(_) => (
                 StatusCode::OK,
@@ -284,18 +266,7 @@ fn page(title: &str, message: &str) -> String {
 }
 
 fn escape_html(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
+    html_escape::encode_safe(s).into_owned()
 }
 
 #[cfg(test)]
@@ -306,7 +277,7 @@ mod tests {
     fn pages_escape_what_they_show() {
         let html = page("t", "<script>alert('x')</script> & more");
         assert!(!html.contains("<script>"));
-        assert!(html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; more"));
+        assert!(html.contains("&lt;script&gt;alert(&#x27;x&#x27;)&lt;&#x2F;script&gt; &amp; more"));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! parsed or refused, never panic, and a parse must never invent a state or code.
 #![no_main]
 
-use casesync_core::connect::CallbackParams;
+use casesync_core::manage::CallbackParams;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

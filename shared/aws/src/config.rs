@@ -1,5 +1,5 @@
 //! How the functions are configured: environment variables, read once at start, every missing
-//! or invalid one reported at once; and the store adapters built from one set of SDK clients.
+//! or invalid one reported at once. [`crate::Wiring`] builds the adapters from them.
 //!
 //! | variable | used by | meaning |
 //! |---|---|---|
@@ -7,20 +7,14 @@
 //! | `DATA_POINTS_TABLE` | worker, api | the data points table |
 //! | `AUTH_STATES_TABLE` | oauth-callback, api | pending OAuth flows (TTL `expires_at`) |
 //! | `WORK_QUEUE_URL` | scheduler, worker | the FIFO work queue |
+//! | `DLQ_URL` | worker | the work queue's FIFO dead-letter queue (poison messages) |
 //! | `SECRET_PREFIX` | worker, oauth-callback, api | refresh tokens live at `<prefix>/<connection id>` |
 //! | `SALESFORCE_CLIENT_ID` | worker, oauth-callback, api | the Connected App's consumer key |
 //! | `SALESFORCE_CLIENT_SECRET_ARN` | worker, oauth-callback, api | the secret holding its consumer secret |
 //! | `APP_URL` | oauth-callback | where the browser goes after connecting |
 //! | `CALLBACK_URL` | oauth-callback, api | the OAuth redirect URI (optional: else derived from the request's host) |
 
-use std::sync::Arc;
-
 use secrecy::SecretString;
-
-use crate::{
-    DynamoAuthStateStore, DynamoConnectionStore, DynamoDataPointStore, Metrics,
-    SecretsManagerStore, SqsWorkQueue, TableNames,
-};
 
 pub const CONNECTIONS_TABLE: &str = "CONNECTIONS_TABLE";
 pub const DATA_POINTS_TABLE: &str = "DATA_POINTS_TABLE";
@@ -31,6 +25,9 @@ pub const SALESFORCE_CLIENT_ID: &str = "SALESFORCE_CLIENT_ID";
 pub const SALESFORCE_CLIENT_SECRET_ARN: &str = "SALESFORCE_CLIENT_SECRET_ARN";
 pub const APP_URL: &str = "APP_URL";
 pub const CALLBACK_URL: &str = "CALLBACK_URL";
+/// The work queue's FIFO dead-letter queue: where the worker moves a message whose body can
+/// never be processed (the redrive policy moves the ones that keep failing).
+pub const DLQ_URL: &str = "DLQ_URL";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("configuration: {}", self.describe())]
@@ -133,45 +130,6 @@ impl Env {
                 missing: self.missing,
                 invalid: self.invalid,
             })
-        }
-    }
-}
-
-/// Every store adapter, built once from SDK clients built once.
-#[derive(Clone)]
-pub struct Stores {
-    pub connections: Arc<DynamoConnectionStore>,
-    pub data_points: Arc<DynamoDataPointStore>,
-    pub auth_states: Arc<DynamoAuthStateStore>,
-    pub secrets: Arc<SecretsManagerStore>,
-    pub queue: Option<Arc<SqsWorkQueue>>,
-    pub metrics: Arc<Metrics>,
-}
-
-impl Stores {
-    pub fn new(
-        dynamodb: aws_sdk_dynamodb::Client,
-        secrets_manager: aws_sdk_secretsmanager::Client,
-        sqs: aws_sdk_sqs::Client,
-        tables: &TableNames,
-        secret_prefix: &str,
-        queue_url: Option<&str>,
-    ) -> Self {
-        let metrics = Arc::new(Metrics::new());
-        Self {
-            connections: Arc::new(DynamoConnectionStore::new(
-                dynamodb.clone(),
-                &tables.connections,
-            )),
-            data_points: Arc::new(
-                DynamoDataPointStore::new(dynamodb.clone(), &tables.data_points)
-                    .with_metrics(metrics.clone()),
-            ),
-            auth_states: Arc::new(DynamoAuthStateStore::new(dynamodb, &tables.auth_states)),
-            secrets: Arc::new(SecretsManagerStore::new(secrets_manager, secret_prefix)),
-            queue: queue_url
-                .map(|url| Arc::new(SqsWorkQueue::new(sqs, url).with_metrics(metrics.clone()))),
-            metrics,
         }
     }
 }

@@ -12,7 +12,7 @@ use casesync_core::domain::{
 };
 use casesync_core::ports::{
     ConnectionReader, ConnectionWriter, CursorStore, LeaseStore, RunRecord, RunRecorder,
-    StoreError, StoreResult,
+    StateWriter, StoreError, StoreResult,
 };
 use casesync_core::sync::SyncReport;
 
@@ -247,12 +247,13 @@ fn from_item(item: &Item) -> StoreResult<Connection> {
         Some(v) => serde_dynamo::from_attribute_value(v.clone())
             .map_err(|e| corrupt(what, format_args!("attribute {FAILURES}: {e}")))?,
     };
+    let login_url = a.parse(LOGIN_URL, LoginUrl::parse)?;
     Ok(Connection {
         id: a.parse(ID, ConnectionId::parse)?,
         channel: a.parse(CHANNEL, ChannelName::parse)?,
         client_id: a.opt_s(CLIENT_ID)?.map(str::to_owned),
-        login_url: a.parse(LOGIN_URL, LoginUrl::parse)?,
-        instance_url: a.parse(INSTANCE_URL, InstanceUrl::parse)?,
+        instance_url: a.parse(INSTANCE_URL, |raw| InstanceUrl::issued_by(raw, &login_url))?,
+        login_url,
         api_version: a.parse(API_VERSION, ApiVersion::parse)?,
         scope: a.parse(SCOPE, QueueScope::parse)?,
         backfill: a.parse(BACKFILL, BackfillWindow::parse)?,
@@ -343,21 +344,6 @@ impl ConnectionWriter for DynamoConnectionStore {
             .map(drop)
     }
 
-    async fn set_state(
-        &self,
-        id: &ConnectionId,
-        state: ConnectionState,
-        reason: Option<&str>,
-    ) -> StoreResult<()> {
-        let mut expr = Expr::new();
-        let mut u = Update::default();
-        u.set(&mut expr, STATE, s(state.as_str()));
-        u.set_or_remove(&mut expr, STATE_REASON, reason.map(s));
-        self.update(id, "set state", expr, u.build(), None)
-            .await
-            .map(drop)
-    }
-
     async fn reauthorized(&self, id: &ConnectionId, instance_url: &InstanceUrl) -> StoreResult<()> {
         let mut expr = Expr::new();
         let mut u = Update::default();
@@ -378,6 +364,24 @@ impl ConnectionWriter for DynamoConnectionStore {
             .await
             .map_err(|e| store_error(e, format_args!("delete connection {id}")))?;
         Ok(())
+    }
+}
+
+#[async_trait]
+impl StateWriter for DynamoConnectionStore {
+    async fn set_state(
+        &self,
+        id: &ConnectionId,
+        state: ConnectionState,
+        reason: Option<&str>,
+    ) -> StoreResult<()> {
+        let mut expr = Expr::new();
+        let mut u = Update::default();
+        u.set(&mut expr, STATE, s(state.as_str()));
+        u.set_or_remove(&mut expr, STATE_REASON, reason.map(s));
+        self.update(id, "set state", expr, u.build(), None)
+            .await
+            .map(drop)
     }
 }
 

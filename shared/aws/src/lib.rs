@@ -1,6 +1,7 @@
 //! casesync adapters for AWS: the ports of `casesync_core::ports` on DynamoDB, Secrets Manager
-//! and SQS. No Lambda here: the functions build the SDK clients once (from one
-//! `aws_config::SdkConfig`) and wire these adapters to the core.
+//! and SQS. No Lambda here: each function asks [`Wiring`] for the adapters it uses (the SDK
+//! clients built once from one `aws_config::SdkConfig`, the environment read once) and hands
+//! them to the core.
 //!
 //! ```no_run
 //! # async fn demo(config: &aws_config::SdkConfig) {
@@ -22,8 +23,6 @@
 //!     .with_metrics(metrics);
 //! # }
 //! ```
-//! (`aws-config` is a dependency of the functions, not of this crate; it is enabled here only
-//! with the `test-support` feature.)
 //!
 //! # Resources
 //!
@@ -148,19 +147,22 @@ mod queue;
 mod secrets;
 mod time;
 mod tuning;
+mod wiring;
 
 pub mod telemetry;
 #[cfg(feature = "test-support")]
 pub mod testing;
 
 pub use auth_states::DynamoAuthStateStore;
+pub use config::Env;
 pub use connections::DynamoConnectionStore;
 pub use data_points::DynamoDataPointStore;
 pub use metrics::{Metrics, MetricsSnapshot};
 pub use provision::{ProvisionError, QueueOptions, QueueUrls, create_queue, create_tables};
-pub use queue::{SqsWorkQueue, deduplication_id};
+pub use queue::{REASON_ATTRIBUTE, Received, SOURCE_ID_ATTRIBUTE, SqsWorkQueue, deduplication_id};
 pub use secrets::SecretsManagerStore;
 pub use tuning::{RetryPolicy, Tuning};
+pub use wiring::{StartupError, Wiring};
 
 /// DynamoDB's item size limit (400 KB), which no item this crate writes reaches.
 pub const DYNAMODB_ITEM_LIMIT: usize = 400 * 1024;

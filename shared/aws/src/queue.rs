@@ -1,11 +1,14 @@
 //! The work queue on SQS FIFO.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::anyhow;
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
-use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, MessageAttributeValue, SendMessageBatchRequestEntry,
+};
 use futures::{StreamExt, TryStreamExt};
 use sha2::{Digest, Sha256};
 
@@ -17,6 +20,21 @@ use crate::tuning::Tuning;
 
 /// Entries per `SendMessageBatch` call (SQS's limit).
 pub const SEND_BATCH: usize = 10;
+
+/// The message attribute holding why a message was dead-lettered.
+pub const REASON_ATTRIBUTE: &str = "casesync_reason";
+/// The message attribute holding the dead-lettered message's original id.
+pub const SOURCE_ID_ATTRIBUTE: &str = "casesync_source_message_id";
+
+/// A message the worker received and now reports on: what dead-lettering it and delaying its
+/// redelivery need to know.
+#[derive(Debug, Clone, Copy)]
+pub struct Received<'a> {
+    pub message_id: &'a str,
+    pub receipt_handle: Option<&'a str>,
+    pub group_id: &'a str,
+    pub body: &'a str,
+}
 
 /// [`WorkQueue`] on an SQS FIFO queue.
 ///
@@ -31,6 +49,8 @@ pub const SEND_BATCH: usize = 10;
 pub struct SqsWorkQueue {
     client: Client,
     queue_url: String,
+    /// Where [`SqsWorkQueue::dead_letter`] moves messages that can never be processed.
+    dead_letter_queue_url: Option<String>,
     metrics: Arc<Metrics>,
     tuning: Tuning,
 }
@@ -55,9 +75,16 @@ impl SqsWorkQueue {
         Self {
             client,
             queue_url: queue_url.into(),
+            dead_letter_queue_url: None,
             metrics: Arc::new(Metrics::new()),
             tuning: Tuning::default(),
         }
+    }
+
+    /// The FIFO dead-letter queue [`SqsWorkQueue::dead_letter`] moves messages to.
+    pub fn with_dead_letter_queue(mut self, url: impl Into<String>) -> Self {
+        self.dead_letter_queue_url = Some(url.into());
+        self
     }
 
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
@@ -76,6 +103,96 @@ impl SqsWorkQueue {
 
     pub fn queue_url(&self) -> &str {
         &self.queue_url
+    }
+
+    /// Moves a message that can never be processed (a *poison message*) to the dead-letter
+    /// queue, with `reason` and its original id as message attributes. The caller then
+    /// acknowledges it; when this fails, the caller reports it failed instead and the queue's
+    /// redrive policy moves it after `maxReceiveCount` receives.
+    pub async fn dead_letter(&self, message: &Received<'_>, reason: &str) -> StoreResult<()> {
+        let dlq = self
+            .dead_letter_queue_url
+            .as_deref()
+            .ok_or_else(|| StoreError::Unexpected(anyhow!("no dead-letter queue is configured")))?;
+        let attribute = |value: &str| {
+            MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(value)
+                .build()
+                .map_err(|e| StoreError::Unexpected(anyhow!("build a message attribute: {e}")))
+        };
+        let body = if message.body.is_empty() {
+            "(empty body)"
+        } else {
+            message.body
+        };
+        // SQS allows 128 characters; a message id is 36. Anything else gets a fresh one.
+        let deduplication_id = match message.message_id {
+            id if !id.is_empty() && id.len() <= 128 => id.to_owned(),
+            _ => format!("poison-{}", uuid::Uuid::new_v4().simple()),
+        };
+        let group_id = if message.group_id.is_empty() {
+            "poison"
+        } else {
+            message.group_id
+        };
+        self.client
+            .send_message()
+            .queue_url(dlq)
+            .message_body(body)
+            .message_group_id(group_id)
+            .message_deduplication_id(deduplication_id)
+            .message_attributes(REASON_ATTRIBUTE, attribute(reason)?)
+            .message_attributes(
+                SOURCE_ID_ATTRIBUTE,
+                attribute(if message.message_id.is_empty() {
+                    "unknown"
+                } else {
+                    message.message_id
+                })?,
+            )
+            .send()
+            .await
+            .map_err(|e| store_error(e, format_args!("dead-letter a message to {dlq}")))?;
+        Ok(())
+    }
+
+    /// Makes failed messages visible again after their delay instead of the queue's long
+    /// visibility timeout (`ChangeMessageVisibilityBatch`, 10 a call). Best effort: on failure
+    /// the queue's own timeout applies, which only delays the retry; failures are logged.
+    pub async fn retry_after(&self, delays: &[(&str, Duration)]) {
+        for chunk in delays.chunks(SEND_BATCH) {
+            let entries: Vec<_> = chunk
+                .iter()
+                .enumerate()
+                .filter_map(|(i, (handle, after))| {
+                    ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(*handle)
+                        .visibility_timeout(i32::try_from(after.as_secs()).unwrap_or(i32::MAX))
+                        .build()
+                        .ok()
+                })
+                .collect();
+            let result = self
+                .client
+                .change_message_visibility_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await;
+            match result {
+                Ok(out) if out.failed().is_empty() => {}
+                Ok(out) => tracing::warn!(
+                    failed = out.failed().len(),
+                    "could not shorten the visibility of some failed messages"
+                ),
+                Err(e) => tracing::warn!(
+                    error = %aws_sdk_sqs::error::DisplayErrorContext(e),
+                    "could not shorten the visibility of the failed messages"
+                ),
+            }
+        }
     }
 
     /// Sends up to 10 items; entries SQS reports as failed through no fault of ours are sent
@@ -168,6 +285,7 @@ mod tests {
             connection_id: ConnectionId::parse("conn_0123456789abcdef0123456789abcdef").unwrap(),
             kind: WorkKind::Tick,
             enqueued_at: "2024-03-04T17:00:00Z".parse().unwrap(),
+            idle_runs: 0,
         };
         let id = deduplication_id(&item);
         assert_eq!(id.len(), 64);

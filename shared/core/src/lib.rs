@@ -3,14 +3,18 @@
 //! Follow one Case through the files: `salesforce::soql` builds the query, `salesforce::client`
 //! fetches pages (and truncated email lists), `mapping` turns a Case record into a
 //! [`data_point::DataPoint`], and `sync` writes pages through the [`ports`] and advances the
-//! [`domain::Cursor`]. Nothing here knows about Lambda, SQLite or AWS: adapters implement the
-//! ports in `casesync-local` and `casesync-aws`.
+//! [`domain::Cursor`]. [`manage`] holds the use cases every shell (CLI, API, console) calls.
+//! Nothing here knows about Lambda, SQLite or AWS: adapters implement the ports in
+//! `casesync-local` and `casesync-aws`.
 
-pub mod connect;
 pub mod data_point;
 pub mod diagnostics;
 pub mod domain;
+pub mod manage;
 pub mod mapping;
+/// In-memory adapters for the core's own unit tests (and, with the `test-support` feature, for
+/// other crates' tests of the core). Never used by a runtime.
+#[cfg(any(test, feature = "test-support"))]
 pub mod memory;
 pub mod ports;
 pub mod salesforce;

@@ -151,19 +151,6 @@ impl ConnectionWriter for MemoryStore {
         })
     }
 
-    async fn set_state(
-        &self,
-        id: &ConnectionId,
-        state: ConnectionState,
-        reason: Option<&str>,
-    ) -> StoreResult<()> {
-        self.with_connection(id, |c| {
-            c.state = state;
-            c.state_reason = reason.map(str::to_owned);
-            Ok(())
-        })
-    }
-
     async fn reauthorized(&self, id: &ConnectionId, instance_url: &InstanceUrl) -> StoreResult<()> {
         self.with_connection(id, |c| {
             c.state = ConnectionState::Active;
@@ -179,6 +166,22 @@ impl ConnectionWriter for MemoryStore {
         inner.connections.remove(id);
         inner.leases.remove(id);
         Ok(())
+    }
+}
+
+#[async_trait]
+impl StateWriter for MemoryStore {
+    async fn set_state(
+        &self,
+        id: &ConnectionId,
+        state: ConnectionState,
+        reason: Option<&str>,
+    ) -> StoreResult<()> {
+        self.with_connection(id, |c| {
+            c.state = state;
+            c.state_reason = reason.map(str::to_owned);
+            Ok(())
+        })
     }
 }
 
@@ -235,6 +238,10 @@ impl LeaseStore for MemoryStore {
     ) -> StoreResult<bool> {
         let mut inner = self.lock();
         Self::write_permit(&mut inner)?;
+        // The lease lives with its connection, as in every store.
+        if !inner.connections.contains_key(id) {
+            return Err(StoreError::ConnectionNotFound(id.clone()));
+        }
         match inner.leases.get(id) {
             Some((h, exp)) if h != holder && *exp > now => Ok(false),
             _ => {

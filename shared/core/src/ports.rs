@@ -11,9 +11,8 @@ use serde::{Deserialize, Serialize};
 use crate::data_point::DataPoint;
 use crate::domain::{
     ApiVersion, BackfillWindow, CaseFailure, CaseId, ChannelName, Connection, ConnectionId,
-    ConnectionState, Cursor, InstanceUrl, LoginUrl, QueueScope,
+    ConnectionState, Cursor, InstanceUrl, LoginUrl, QueueScope, SyncReport,
 };
-use crate::sync::SyncReport;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -58,16 +57,22 @@ pub trait ConnectionWriter: Send + Sync {
         backfill: BackfillWindow,
         cursor: &Cursor,
     ) -> StoreResult<()>;
+    /// After the user authorized again: active, no reason, the (possibly new) instance URL.
+    /// The cursor is kept, so the sync resumes where it stopped.
+    async fn reauthorized(&self, id: &ConnectionId, instance_url: &InstanceUrl) -> StoreResult<()>;
+    async fn delete_connection(&self, id: &ConnectionId) -> StoreResult<()>;
+}
+
+/// A connection's state: active, disconnected by the user, or waiting for re-authorization.
+#[async_trait]
+pub trait StateWriter: Send + Sync {
+    /// Sets the state and the reason shown for it (`None` clears the reason).
     async fn set_state(
         &self,
         id: &ConnectionId,
         state: ConnectionState,
         reason: Option<&str>,
     ) -> StoreResult<()>;
-    /// After the user authorized again: active, no reason, the (possibly new) instance URL.
-    /// The cursor is kept, so the sync resumes where it stopped.
-    async fn reauthorized(&self, id: &ConnectionId, instance_url: &InstanceUrl) -> StoreResult<()>;
-    async fn delete_connection(&self, id: &ConnectionId) -> StoreResult<()>;
 }
 
 #[async_trait]
@@ -201,6 +206,26 @@ pub struct WorkItem {
     pub connection_id: ConnectionId,
     pub kind: WorkKind,
     pub enqueued_at: DateTime<Utc>,
+    /// Continuations in a row whose run read nothing before its time ran out (see
+    /// `manage::follow_up`). Absent (0) on ticks.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub idle_runs: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl WorkItem {
+    /// A scheduler tick for `connection_id`, stamped `at`.
+    pub fn tick(connection_id: ConnectionId, at: DateTime<Utc>) -> Self {
+        Self {
+            connection_id,
+            kind: WorkKind::Tick,
+            enqueued_at: at,
+            idle_runs: 0,
+        }
+    }
 }
 
 #[async_trait]
@@ -269,16 +294,23 @@ impl Clock for SystemClock {
     }
 }
 
-/// The connection store as the sync engine and the handlers see it: read, write, cursor, runs.
-pub trait ConnectionStore:
-    ConnectionReader + ConnectionWriter + CursorStore + RunRecorder + LeaseStore
+/// What a sync run needs of its connection's record, and nothing more: read it, mark it
+/// `needs_reauth`, commit the cursor, record the run, hold the lease.
+pub trait SyncStateStore:
+    ConnectionReader + StateWriter + CursorStore + RunRecorder + LeaseStore
 {
 }
 
-impl<T> ConnectionStore for T where
-    T: ConnectionReader + ConnectionWriter + CursorStore + RunRecorder + LeaseStore
+impl<T> SyncStateStore for T where
+    T: ConnectionReader + StateWriter + CursorStore + RunRecorder + LeaseStore
 {
 }
+
+/// The connection store as the management use cases see it: everything a sync run uses, plus
+/// creating, reconfiguring, re-authorizing and deleting connections.
+pub trait ConnectionStore: SyncStateStore + ConnectionWriter {}
+
+impl<T> ConnectionStore for T where T: SyncStateStore + ConnectionWriter {}
 
 /// The data point store as a whole.
 pub trait DataPointStore: DataPointReader + DataPointWriter + DataPointDeleter {}

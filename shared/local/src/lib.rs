@@ -17,7 +17,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
-//! use casesync_core::ports::{ConnectionReader, WorkKind, WorkItem, WorkQueue};
+//! use casesync_core::ports::{ConnectionReader, WorkItem, WorkQueue};
 //! use casesync_local::{DataDir, LocalQueue};
 //!
 //! let dir = DataDir::open(DataDir::default_location().expect("HOME is set"))?;
@@ -25,7 +25,7 @@
 //! let queue = LocalQueue::new();
 //! for c in stores.store.list_connections().await? {
 //!     queue
-//!         .enqueue(&[WorkItem { connection_id: c.id, kind: WorkKind::Tick, enqueued_at: chrono::Utc::now() }])
+//!         .enqueue(&[WorkItem::tick(c.id, chrono::Utc::now())])
 //!         .await?;
 //! }
 //! while let Some(item) = queue.pop() {

@@ -129,6 +129,7 @@ mod tests {
             connection_id: id.clone(),
             kind,
             enqueued_at: Utc.with_ymd_and_hms(2024, 3, 4, 17, minute, 0).unwrap(),
+            idle_runs: 0,
         }
     }
 

@@ -470,23 +470,6 @@ async fn leases_and_cursor_commits_do_not_touch_each_other() {
     assert_eq!(store.get_connection(&c.id).await.unwrap(), Some(expected));
 }
 
-#[tokio::test]
-async fn a_lease_on_a_missing_connection_is_granted_like_the_memory_store() {
-    let (_dir, store) = temp_store();
-    let memory = casesync_core::memory::MemoryStore::new();
-    let id = ConnectionId::new_random();
-    let m = memory
-        .try_acquire_lease(&id, "a", secs(0), secs(9))
-        .await
-        .unwrap();
-    let s = store
-        .try_acquire_lease(&id, "a", secs(0), secs(9))
-        .await
-        .unwrap();
-    assert_eq!(s, m);
-    store.release_lease(&id, "a").await.unwrap();
-}
-
 fn pending(state: &str, created: DateTime<Utc>) -> PendingAuthorization {
     PendingAuthorization {
         state: state.into(),

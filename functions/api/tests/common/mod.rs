@@ -7,13 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::apigw::ApiGatewayV2httpResponse;
-use casesync_api::{Api, Options};
+use casesync_api::Api;
 use casesync_aws::testing::{Moto, ResourceNames};
 use casesync_aws::{
     DynamoAuthStateStore, DynamoConnectionStore, DynamoDataPointStore, SecretsManagerStore,
 };
 use casesync_core::data_point::{ContentSource, DataPoint, Direction, Message, Participant};
 use casesync_core::domain::{CaseId, ChannelName, ConnectionId};
+use casesync_core::manage::{Manager, Policy};
 use casesync_core::ports::{DataPointWriter, SystemClock};
 use casesync_core::salesforce::{HttpSettings, OAuthApp, RetryPolicy, Salesforce};
 use casesync_oauth_callback::Callback;
@@ -93,18 +94,21 @@ pub async fn world_with(config: SimConfig) -> World {
         &names.secret_prefix,
     ));
     let api = Api {
-        salesforce: salesforce.clone(),
-        connections: connections.clone(),
-        data_points: data_points.clone(),
-        auth_states: auth_states.clone(),
-        secrets: secrets.clone(),
-        callback_url: None,
-        clock: Arc::new(SystemClock),
-        options: Options {
-            allow_loopback_login: true,
-            delete_wait: Duration::from_millis(600),
-            ..Options::default()
+        manager: Manager {
+            connections: connections.clone(),
+            data_points: data_points.clone(),
+            auth_states: auth_states.clone(),
+            secrets: secrets.clone(),
+            salesforce: salesforce.clone(),
+            clock: Arc::new(SystemClock),
+            policy: Policy {
+                allow_loopback_login: true,
+                delete_wait: Duration::from_millis(600),
+                ..Policy::default()
+            },
+            actor: "the management API",
         },
+        callback_url: None,
     };
     let callback = Callback {
         oauth: salesforce.oauth.clone(),

@@ -16,11 +16,11 @@ use casesync_aws::{
     DynamoConnectionStore, DynamoDataPointStore, Metrics, QueueOptions, QueueUrls,
     SecretsManagerStore, SqsWorkQueue, create_queue,
 };
-use casesync_core::connect::{self, ConnectionSettings};
 use casesync_core::data_point::DataPoint;
 use casesync_core::domain::{
     ApiVersion, BackfillWindow, ChannelName, Connection, ConnectionId, LoginUrl, QueueScope,
 };
+use casesync_core::manage::connect::{self, ConnectionSettings};
 use casesync_core::ports::{
     ConnectionReader, DataPointReader, SystemClock, WorkItem, WorkKind, WorkQueue,
 };
@@ -145,10 +145,9 @@ impl World {
                     .with_metrics(self.metrics.clone()),
             ),
             secrets: self.secrets.clone(),
-            queue: Arc::new(SqsWorkQueue::new(sqs.clone(), &self.queue.queue_url)),
-            sqs,
-            work_queue_url: self.queue.queue_url.clone(),
-            dlq_url,
+            queue: Arc::new(
+                SqsWorkQueue::new(sqs, &self.queue.queue_url).with_dead_letter_queue(dlq_url),
+            ),
             salesforce: self.salesforce.clone(),
             sync: SyncConfig::default(),
             clock: Arc::new(SystemClock),
@@ -189,6 +188,7 @@ impl World {
                 connection_id: connection.clone(),
                 kind,
                 enqueued_at: at,
+                idle_runs: 0,
             }])
             .await
             .expect("the item is queued");

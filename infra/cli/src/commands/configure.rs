@@ -1,14 +1,15 @@
-//! `casesync configure`: change which queues a connection imports, and how far back.
+//! `casesync configure`: change which queues a connection imports, and how far back. The rule
+//! (the cursor restarts at the start of the new window) is the core's
+//! ([`casesync_core::manage::Manager::configure`]).
 
 use std::path::Path;
 
-use casesync_core::domain::{ConnectionState, Cursor};
-use casesync_core::ports::ConnectionWriter;
-use chrono::Utc;
+use casesync_core::domain::ConnectionState;
+use casesync_core::manage::SettingsChange;
 
 use crate::app::{self, App};
 use crate::cli::ConfigureArgs;
-use crate::error::{CliError, Context, Exit};
+use crate::error::{CliError, Exit};
 use crate::output::{self, outln};
 
 pub async fn run(dir: &Path, args: ConfigureArgs) -> Result<Exit, CliError> {
@@ -16,24 +17,28 @@ pub async fn run(dir: &Path, args: ConfigureArgs) -> Result<Exit, CliError> {
     let app = App::existing(dir)
         .await?
         .ok_or_else(|| app::unknown_connection(id, dir))?;
-    let c = app.connection(id).await?;
-    let scope = args.queues.clone().unwrap_or_else(|| c.scope.clone());
-    let backfill = args.backfill.unwrap_or(c.backfill);
-    if scope == c.scope && backfill == c.backfill {
+    let manager = app.offline_manager()?;
+    let done = manager
+        .configure(
+            id,
+            SettingsChange {
+                scope: args.queues.clone(),
+                backfill: args.backfill,
+            },
+        )
+        .await
+        .map_err(|e| app::manage_error(e, dir))?;
+    let (c, after) = (&done.before, &done.after);
+    let Some(restarted_at) = done.cursor_restarted_at else {
         outln!(
             "Nothing to change: {} already imports queues {} with a {} backfill.",
-            output::label(&c),
+            output::label(c),
             c.scope,
             c.backfill
         );
         return Ok(Exit::Success);
-    }
-    let cursor = Cursor::backfill_start(backfill, Utc::now());
-    app.store
-        .update_settings(id, &scope, backfill, &cursor)
-        .await
-        .context("changing the settings")?;
-    outln!("Configured {}:", output::label(&c));
+    };
+    outln!("Configured {}:", output::label(c));
     let change = |before: String, after: String| {
         if before == after {
             format!("{after} (unchanged)")
@@ -43,17 +48,18 @@ pub async fn run(dir: &Path, args: ConfigureArgs) -> Result<Exit, CliError> {
     };
     outln!(
         "  queues    {}",
-        change(c.scope.to_string(), scope.to_string())
+        change(c.scope.to_string(), after.scope.to_string())
     );
     outln!(
         "  backfill  {}",
-        change(c.backfill.to_string(), backfill.to_string())
+        change(c.backfill.to_string(), after.backfill.to_string())
     );
     outln!(
-        "The next sync re-reads closed Cases from {} (the start of the {backfill} window): Cases \
+        "The next sync re-reads closed Cases from {} (the start of the {} window): Cases \
          newly in scope are imported; Cases already imported and unchanged are not rewritten. \
          Data points of Cases no longer in scope stay until the connection is deleted.",
-        output::instant(cursor.system_modstamp)
+        output::instant(restarted_at),
+        after.backfill
     );
     match c.state {
         ConnectionState::Active => outln!(

@@ -1,17 +1,16 @@
 //! `casesync connect`: a new connection (or a re-authorized one), headless or through a browser.
 
 use std::path::Path;
+use std::sync::Arc;
 
-use casesync_core::connect::{self, ConnectionSettings, StartedAuthorization};
-use casesync_core::domain::{Connection, ConnectionId, LoginUrl};
-use casesync_core::salesforce::OAuthClient;
-use chrono::Utc;
+use casesync_core::domain::{Connection, ConnectionId};
+use casesync_core::manage::{Authorized, ManageError, Manager, NewConnection, Revocation};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::app::{self, App};
 use crate::cli::{ConnectArgs, DEFAULT_REDIRECT_PORT};
 use crate::error::{CliError, Exit, failed};
-use crate::oauth_loopback::{self, CallbackServer, Completion, PendingFlows};
+use crate::oauth_loopback::{self, CallbackServer, PendingFlows};
 use crate::output::{self, outln};
 
 /// Refresh tokens are a few hundred bytes; a bigger file is not one.
@@ -36,89 +35,75 @@ pub async fn run(dir: &Path, args: ConnectArgs) -> Result<Exit, CliError> {
             Some(CallbackServer::bind(args.redirect_port.unwrap_or(DEFAULT_REDIRECT_PORT)).await?)
         }
     };
-    let (app, login_url, client_id, settings) = match existing {
+    let (app, client_id, new) = match existing {
         Some((app, c)) => {
-            let settings = settings_of(&c);
             let client_id = app::client_id_of(&c).to_owned();
-            (app, c.login_url.clone(), client_id, settings)
+            (app, client_id, None)
         }
         None => {
-            let settings = ConnectionSettings {
+            let new = NewConnection {
                 channel: args.channel.clone(),
+                login_url: args
+                    .login_url
+                    .clone()
+                    .ok_or_else(|| CliError::input("--login-url is required"))?,
                 scope: args.queues.clone(),
                 backfill: args.backfill,
                 api_version: args.api_version,
             };
-            let login_url = args
-                .login_url
-                .clone()
-                .ok_or_else(|| CliError::input("--login-url is required"))?;
             let client_id = args
                 .client_id
                 .clone()
                 .ok_or_else(|| CliError::input("--client-id is required"))?;
-            (App::create(dir).await?, login_url, client_id, settings)
+            (App::create(dir).await?, client_id, Some(new))
         }
     };
-    let salesforce = app::salesforce(&client_id, secret)?;
-    let oauth = &salesforce.oauth;
+    let manager = app.manager(app::salesforce(&client_id, secret)?);
+    let failed = |e: ManageError| failed!("{e}");
 
-    let connection = match (token, server) {
-        (Some(token), _) => {
-            let result = match &args.reauthorize {
-                Some(id) => {
-                    connect::reauthorize_with_refresh_token(
-                        oauth,
-                        &app.store,
-                        &app.secrets,
-                        id,
-                        token,
-                    )
+    let authorized = match (token, server) {
+        (Some(token), _) => match (&args.reauthorize, new) {
+            (Some(id), _) => manager
+                .reauthorize_with_refresh_token(id, token)
+                .await
+                .map_err(failed)?,
+            (None, Some(new)) => Authorized {
+                connection: manager
+                    .connect_with_refresh_token(new, token)
                     .await
-                }
-                None => {
-                    connect::with_refresh_token(
-                        oauth,
-                        &app.store,
-                        &app.secrets,
-                        login_url,
-                        token,
-                        settings,
-                        Utc::now(),
-                    )
-                    .await
-                }
-            };
-            result.map_err(|e| failed!("{e}"))?
-        }
+                    .map_err(failed)?,
+                reauthorized: false,
+                superseded: None,
+            },
+            (None, None) => {
+                unreachable!("a new connection is described whenever none is re-authorized")
+            }
+        },
         (None, Some(mut server)) => {
-            let flows = PendingFlows::new();
-            let started = start_web_flow(
-                oauth,
-                &flows,
-                &server,
-                login_url,
-                settings,
-                args.reauthorize.clone(),
-            )
-            .await?;
+            // The pending flow (state and PKCE verifier) stays in this process.
+            let manager = Manager {
+                auth_states: Arc::new(PendingFlows::new()),
+                ..manager
+            };
+            let redirect_uri = server.redirect_uri();
+            let started = match (&args.reauthorize, new) {
+                (Some(id), _) => manager.start_reauthorization(id, &redirect_uri).await,
+                (None, Some(new)) => manager.start_connection(new, &redirect_uri).await,
+                (None, None) => {
+                    unreachable!("a new connection is described whenever none is re-authorized")
+                }
+            }
+            .map_err(failed)?;
             eprintln!(
                 "Open this URL in a browser to authorize casesync (it waits up to 10 minutes for \
                  Salesforce to redirect to {}):\n\n  {}\n",
-                server.redirect_uri(),
-                started.authorize_url
+                redirect_uri, started.authorize_url
             );
             if !args.no_browser && oauth_loopback::open_browser(started.authorize_url.as_str()) {
                 eprintln!("Opened it in your browser.");
             }
-            let completion = Completion {
-                oauth,
-                states: &flows,
-                store: &app.store,
-                secrets: &app.secrets,
-            };
             let result = tokio::select! {
-                r = oauth_loopback::await_callback(&mut server, &started, completion) => r,
+                r = oauth_loopback::await_callback(&mut server, &started, &manager) => r,
                 _ = crate::shutdown::requested() => Err(CliError::Interrupted),
             };
             server.shutdown().await;
@@ -127,30 +112,8 @@ pub async fn run(dir: &Path, args: ConnectArgs) -> Result<Exit, CliError> {
         (None, None) => unreachable!("a callback server is bound whenever there is no token"),
     };
 
-    report(&app, &connection, args.reauthorize.is_some(), &args);
+    report(&app, &authorized, &args);
     Ok(Exit::Success)
-}
-
-/// Stores a pending flow (in this process) and builds the authorize URL for `server`.
-pub async fn start_web_flow(
-    oauth: &OAuthClient,
-    flows: &PendingFlows,
-    server: &CallbackServer,
-    login_url: LoginUrl,
-    settings: ConnectionSettings,
-    reauthorize: Option<ConnectionId>,
-) -> Result<StartedAuthorization, CliError> {
-    connect::start(
-        oauth,
-        flows,
-        login_url,
-        &server.redirect_uri(),
-        settings,
-        reauthorize,
-        Utc::now(),
-    )
-    .await
-    .map_err(|e| failed!("{e}"))
 }
 
 /// The connection `id` and its data dir, checked against what the command line says.
@@ -183,15 +146,6 @@ async fn connection_to_reauthorize(
         )));
     }
     Ok((app, c))
-}
-
-fn settings_of(c: &Connection) -> ConnectionSettings {
-    ConnectionSettings {
-        channel: c.channel.clone(),
-        scope: c.scope.clone(),
-        backfill: c.backfill,
-        api_version: c.api_version,
-    }
 }
 
 /// Reads a refresh token file: one token, alone on its line. Its content never reaches an error.
@@ -227,13 +181,21 @@ fn read_refresh_token(path: &Path) -> Result<SecretString, CliError> {
     Ok(SecretString::from(trimmed.to_owned()))
 }
 
-fn report(app: &App, c: &Connection, reauthorized: bool, args: &ConnectArgs) {
-    if reauthorized {
+fn report(app: &App, authorized: &Authorized, args: &ConnectArgs) {
+    let c = &authorized.connection;
+    if authorized.reauthorized {
         eprintln!(
             "Re-authorized {}: it is active again and the next sync resumes from its cursor, {}.",
             output::label(c),
             output::cursor(&c.cursor)
         );
+        match &authorized.superseded {
+            Some(r @ Revocation::Failed { .. }) => eprintln!("The previous refresh token: {r}."),
+            Some(Revocation::Revoked { .. }) => {
+                eprintln!("The previous refresh token was revoked at Salesforce.")
+            }
+            _ => {}
+        }
     } else {
         eprintln!(
             "Connected {} to {}: queues {}, backfill {} (closed Cases since {}).",

@@ -1,22 +1,19 @@
 //! `casesync delete`: a connection's data points, its refresh token (revoked at Salesforce) and
-//! the connection itself, permanently.
+//! the connection itself, permanently, following the core's delete policy
+//! ([`casesync_core::manage`]): when Salesforce cannot be reached to revoke the token, the delete
+//! goes on and says so.
 
 use std::io::IsTerminal;
 use std::path::Path;
-use std::time::Duration;
 
-use casesync_core::domain::{Connection, ConnectionState};
-use casesync_core::ports::{ConnectionWriter, DataPointDeleter, DataPointReader, SecretStore};
-use casesync_core::salesforce::{HttpSettings, OAuthApp, OAuthClient, build_client};
-use chrono::Utc;
+use casesync_core::domain::Connection;
+use casesync_core::manage::{ManageError, Revocation};
+use casesync_core::ports::DataPointReader;
 
 use crate::app::{self, App};
 use crate::cli::DeleteArgs;
 use crate::error::{CliError, Context, Exit, failed};
 use crate::output::{self, outln};
-
-/// How long to wait for a sync running elsewhere to notice the connection is going away.
-const WAIT_FOR_RUNNING_SYNC: Duration = Duration::from_secs(30);
 
 pub async fn run(dir: &Path, args: DeleteArgs) -> Result<Exit, CliError> {
     let id = &args.connection;
@@ -33,59 +30,30 @@ pub async fn run(dir: &Path, args: DeleteArgs) -> Result<Exit, CliError> {
         outln!("Nothing was deleted.");
         return Ok(Exit::Success);
     }
-
-    // Disconnected first: a sync running in another process stops before its next page.
-    app.store
-        .set_state(
-            id,
-            ConnectionState::Disconnected,
-            Some("being deleted with `casesync delete`"),
-        )
+    eprintln!(
+        "Deleting {} (a sync running in another process stops at its next page first)...",
+        output::label(&c)
+    );
+    let done = app
+        .offline_manager()?
+        .delete(id)
         .await
-        .context("disconnecting before the delete")?;
-    wait_for_running_sync(&app, &c).await?;
-
-    let token = app
-        .secrets
-        .get_refresh_token(id)
-        .await
-        .context("reading the refresh token")?;
-    let revoked = match &token {
-        None => "no refresh token was stored, so there was nothing to revoke".to_owned(),
-        Some(token) => match oauth_for(&c)?.revoke(&c.login_url, token).await {
-            Ok(()) => format!("its refresh token was revoked at {}", c.login_url),
-            Err(e) if args.skip_revoke => format!(
-                "its refresh token could NOT be revoked ({e}): revoke it in Salesforce Setup \
-                 (Connected Apps OAuth Usage)"
+        .map_err(|e| match e {
+            ManageError::SyncRunning => failed!(
+                "{id} is still being synced by another process; nothing was deleted (the \
+                 connection is now disconnected, so that sync stops soon): try again"
             ),
-            Err(e) => {
-                return Err(failed!(
-                    "could not revoke the refresh token at {} ({e}), so nothing was deleted (the \
-                     connection is now disconnected). Try again, or pass --skip-revoke to delete \
-                     it anyway and revoke the token in Salesforce Setup yourself",
-                    c.login_url
-                ));
-            }
-        },
+            e => app::manage_error(e, dir),
+        })?;
+    let token = match &done.token {
+        Revocation::Failed { .. } => format!("WARNING: {}", done.token),
+        other => other.to_string(),
     };
-    app.secrets
-        .delete_refresh_token(id)
-        .await
-        .context("removing the refresh token")?;
-    let deleted = app
-        .store
-        .delete_data_points(id)
-        .await
-        .context("deleting the data points")?;
-    // Last: until here, running delete again finishes the job.
-    app.store
-        .delete_connection(id)
-        .await
-        .context("deleting the connection")?;
     outln!(
-        "Deleted {} permanently: {deleted} data points removed; {revoked}; the token was removed \
-         from {}. This cannot be undone.",
-        output::label(&c),
+        "Deleted {} permanently: {} data points removed; {token}; the token was removed from {}. \
+         This cannot be undone.",
+        output::label(&done.connection),
+        done.data_points_deleted,
         app.data_dir.secrets_path().display()
     );
     Ok(Exit::Success)
@@ -110,52 +78,4 @@ fn confirmed(c: &Connection, points: u64) -> Result<bool, CliError> {
         .default(false)
         .interact()
         .map_err(|e| failed!("reading the confirmation: {e}"))
-}
-
-/// Waits until no other process holds the connection's sync lease (it stops at its next page
-/// now that the connection is disconnected).
-async fn wait_for_running_sync(app: &App, c: &Connection) -> Result<(), CliError> {
-    let deadline = tokio::time::Instant::now() + WAIT_FOR_RUNNING_SYNC;
-    let mut told = false;
-    loop {
-        let lease = app
-            .store
-            .lease(&c.id)
-            .await
-            .context("reading the sync lease")?;
-        match lease {
-            Some(l) if l.until > Utc::now() => {
-                if tokio::time::Instant::now() >= deadline {
-                    return Err(failed!(
-                        "{} is still being synced by another process; nothing was deleted (the \
-                         connection is now disconnected, so that sync stops soon): try again",
-                        c.id
-                    ));
-                }
-                if !told {
-                    eprintln!(
-                        "Waiting for a sync of {} in another process to stop...",
-                        c.id
-                    );
-                    told = true;
-                }
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            _ => return Ok(()),
-        }
-    }
-}
-
-/// The OAuth client of the app that issued the connection's token. Revoking needs no secret.
-fn oauth_for(c: &Connection) -> Result<OAuthClient, CliError> {
-    let settings = HttpSettings::default();
-    let http = build_client(&settings).context("building the HTTP client")?;
-    Ok(OAuthClient::new(
-        http,
-        OAuthApp {
-            client_id: app::client_id_of(c).to_owned(),
-            client_secret: None,
-        },
-        settings.retry,
-    ))
 }

@@ -4,14 +4,14 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use casesync_core::connect::ConnectionSettings;
+use std::sync::Arc;
+
 use casesync_core::data_point::{ContentSource, DataPoint, Direction};
 use casesync_core::domain::{
     ApiVersion, BackfillWindow, ChannelName, Connection, ConnectionState, LoginUrl, QueueScope,
 };
-use casesync_core::ports::{
-    ConnectionReader, ConnectionWriter, DataPointDeleter, DataPointReader, SecretStore,
-};
+use casesync_core::manage::{Manager, NewConnection, Revocation};
+use casesync_core::ports::{ConnectionReader, DataPointReader, SecretStore, StateWriter};
 use casesync_core::sync::SyncOutcome;
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
@@ -20,12 +20,11 @@ use sf_simulator::{Org, SimConfig, SimHandle, Simulator};
 
 use crate::app::{self, App};
 use crate::cli::DemoArgs;
-use crate::commands::connect::start_web_flow;
 use crate::error::{CliError, Context, Exit, failed};
-use crate::oauth_loopback::{self, CallbackServer, Completion, PendingFlows};
+use crate::oauth_loopback::{self, CallbackServer, PendingFlows};
 use crate::output::{self, outln};
 use crate::progress::Display;
-use crate::worker::{ConnectionResult, LeaseTracker, Worker};
+use crate::worker::{ConnectionResult, Worker};
 
 /// The sample org's content is fixed by this seed (its dates follow the clock).
 const SAMPLE_SEED: u64 = 1;
@@ -55,28 +54,20 @@ async fn remove_previous_demos(app: &App) -> Result<(), CliError> {
         .list_connections()
         .await
         .context("listing connections")?;
+    let manager = app.offline_manager()?;
     for c in connections {
         let is_demo = c.state == ConnectionState::Disconnected
             && c.state_reason.as_deref() == Some(DISCONNECT_REASON);
         if !is_demo {
             continue;
         }
-        let removed = app
-            .store
-            .delete_data_points(&c.id)
+        let deleted = manager
+            .delete(&c.id)
             .await
-            .context("deleting the previous demo's data points")?;
-        app.secrets
-            .delete_refresh_token(&c.id)
-            .await
-            .context("deleting the previous demo's token")?;
-        app.store
-            .delete_connection(&c.id)
-            .await
-            .context("deleting the previous demo connection")?;
+            .map_err(|e| failed!("deleting the previous demo connection {}: {e}", c.id))?;
         eprintln!(
-            "Removed the previous demo connection {} and its {removed} data points.",
-            c.id
+            "Removed the previous demo connection {} and its {} data points.",
+            c.id, deleted.data_points_deleted
         );
     }
     Ok(())
@@ -94,8 +85,7 @@ async fn demo(app: &App, sim: &SimHandle, started: Instant) -> Result<Exit, CliE
     );
 
     let sync_started = Instant::now();
-    let tracker = LeaseTracker::new();
-    let engine = app.engine(salesforce.clone(), &tracker);
+    let engine = app.engine(salesforce.clone());
     let worker = Worker::new(
         &engine,
         &app.store,
@@ -103,13 +93,9 @@ async fn demo(app: &App, sim: &SimHandle, started: Instant) -> Result<Exit, CliE
         Display::detect(),
     );
     worker.tick(std::slice::from_ref(&connection.id)).await;
-    let drained = tokio::select! {
-        r = worker.drain() => Some(r),
-        _ = crate::shutdown::requested() => None,
-    };
-    tracker.release_all(&app.store).await;
+    let drained = worker.drain().await;
     let token_note = retire(app, &salesforce, &connection).await;
-    let Some(results) = drained else {
+    let Ok(results) = drained else {
         return Err(CliError::Interrupted);
     };
     let Some(result) = results.into_iter().next() else {
@@ -146,31 +132,25 @@ async fn connect(
     login_url: &LoginUrl,
 ) -> Result<Connection, CliError> {
     let mut server = CallbackServer::bind(0).await?;
-    let flows = PendingFlows::new();
-    let settings = ConnectionSettings {
+    // The pending flow stays in this process, as with `casesync connect`.
+    let manager = Manager {
+        auth_states: Arc::new(PendingFlows::new()),
+        ..app.manager(salesforce.clone())
+    };
+    let request = NewConnection {
         channel: ChannelName::parse("demo").expect("a valid channel name"),
+        login_url: login_url.clone(),
         scope: QueueScope::All,
         backfill: BACKFILL,
         api_version: ApiVersion::DEFAULT,
     };
-    let started = start_web_flow(
-        &salesforce.oauth,
-        &flows,
-        &server,
-        login_url.clone(),
-        settings,
-        None,
-    )
-    .await?;
+    let started = manager
+        .start_connection(request, &server.redirect_uri())
+        .await
+        .map_err(|e| failed!("{e}"))?;
     let mut browser = tokio::spawn(play_browser(started.authorize_url.to_string()));
-    let connection = {
-        let completion = Completion {
-            oauth: &salesforce.oauth,
-            states: &flows,
-            store: &app.store,
-            secrets: &app.secrets,
-        };
-        let flow = oauth_loopback::await_callback(&mut server, &started, completion);
+    let authorized = {
+        let flow = oauth_loopback::await_callback(&mut server, &started, &manager);
         tokio::pin!(flow);
         tokio::select! {
             r = &mut flow => r?,
@@ -189,7 +169,7 @@ async fn connect(
     // The browser's request ends with the callback page.
     let _ = tokio::time::timeout(Duration::from_secs(5), browser).await;
     server.shutdown().await;
-    Ok(connection)
+    Ok(authorized.connection)
 }
 
 /// What a user's browser does: follow the authorize URL through the redirect to the callback.
@@ -224,8 +204,10 @@ async fn retire(
     let mut note = "its refresh token was revoked at the simulator and removed";
     match app.secrets.get_refresh_token(&c.id).await {
         Ok(Some(token)) => {
-            if let Err(e) = salesforce.oauth.revoke(&c.login_url, &token).await {
-                tracing::warn!(error = %e, "could not revoke the demo's refresh token");
+            if let Revocation::Failed { error, .. } =
+                Revocation::attempt(&salesforce.oauth, &c.login_url, &token).await
+            {
+                tracing::warn!(%error, "could not revoke the demo's refresh token");
                 note = "its refresh token was removed";
             }
             if let Err(e) = app.secrets.delete_refresh_token(&c.id).await {

@@ -2,12 +2,9 @@
 
 use std::path::Path;
 
-use casesync_core::domain::ConnectionState;
-use casesync_core::ports::{ConnectionWriter, DataPointReader};
-
 use crate::app::{self, App};
 use crate::cli::DisconnectArgs;
-use crate::error::{CliError, Context, Exit};
+use crate::error::{CliError, Exit};
 use crate::output::{self, outln};
 
 pub async fn run(dir: &Path, args: DisconnectArgs) -> Result<Exit, CliError> {
@@ -15,32 +12,24 @@ pub async fn run(dir: &Path, args: DisconnectArgs) -> Result<Exit, CliError> {
     let app = App::existing(dir)
         .await?
         .ok_or_else(|| app::unknown_connection(id, dir))?;
-    let c = app.connection(id).await?;
-    let points = app
-        .store
-        .count_data_points(id)
+    let done = app
+        .offline_manager()?
+        .disconnect(id)
         .await
-        .context("counting data points")?;
-    if c.state == ConnectionState::Disconnected {
+        .map_err(|e| app::manage_error(e, dir))?;
+    let (c, points) = (&done.connection, done.data_points);
+    if done.already {
         outln!(
             "{} is already disconnected; its {points} data points stay.",
-            output::label(&c)
+            output::label(c)
         );
         return Ok(Exit::Success);
     }
-    let reason = format!(
-        "disconnected with `casesync disconnect` on {}",
-        output::instant(chrono::Utc::now())
-    );
-    app.store
-        .set_state(id, ConnectionState::Disconnected, Some(&reason))
-        .await
-        .context("disconnecting")?;
     outln!(
         "Disconnected {}: no new data will be imported (a sync running elsewhere stops before \
          its next page). The {points} data points already imported stay: `casesync export \
          --connection {id}` still works.",
-        output::label(&c)
+        output::label(c)
     );
     outln!(
         "To resume: casesync connect --reauthorize {id}. To remove everything: casesync delete {id}."

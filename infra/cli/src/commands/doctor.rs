@@ -2,12 +2,9 @@
 //! with what to do about it.
 
 use std::path::Path;
-use std::sync::Arc;
 
-use casesync_core::diagnostics::{self, Check, CheckStatus, Diagnosis};
+use casesync_core::diagnostics::{Check, CheckStatus, Diagnosis};
 use casesync_core::domain::ConnectionState;
-use casesync_core::sync::SyncConfig;
-use chrono::Utc;
 
 use crate::app::{self, App};
 use crate::cli::DoctorArgs;
@@ -66,15 +63,11 @@ pub async fn run(dir: &Path, args: DoctorArgs) -> Result<Exit, CliError> {
         },
     });
 
-    let salesforce = app::salesforce(app::client_id_of(&c), secret)?;
-    let diagnosis = diagnostics::diagnose(
-        &salesforce,
-        Arc::new(app.secrets.clone()),
-        &c,
-        &SyncConfig::default(),
-        Utc::now(),
-    )
-    .await;
+    let manager = app.manager(app::salesforce(app::client_id_of(&c), secret)?);
+    let (_, diagnosis) = manager
+        .diagnose(id)
+        .await
+        .map_err(|e| app::manage_error(e, dir))?;
     let checks: Vec<Check> = local.into_iter().chain(diagnosis.checks).collect();
     let all = Diagnosis {
         checks,

@@ -1,9 +1,8 @@
 //! `casesync queues`: the queues the authorizing user can see.
 
 use std::path::Path;
-use std::sync::Arc;
 
-use casesync_core::diagnostics;
+use casesync_core::manage::ManageError;
 use serde::Serialize;
 
 use crate::app::{self, App};
@@ -25,14 +24,13 @@ pub async fn run(dir: &Path, args: QueuesArgs) -> Result<Exit, CliError> {
         .await?
         .ok_or_else(|| app::unknown_connection(id, dir))?;
     let c = app.connection(id).await?;
-    let salesforce = app::salesforce(app::client_id_of(&c), secret)?;
-    let api = salesforce.org(&c, Arc::new(app.secrets.clone()));
-    let queues = diagnostics::list_queues(&api).await.map_err(|e| {
-        if e.needs_reauth() {
+    let manager = app.manager(app::salesforce(app::client_id_of(&c), secret)?);
+    let (_, queues) = manager.queues(id).await.map_err(|e| match e {
+        ManageError::Salesforce(e) if e.needs_reauth() => {
             CliError::NeedsReauth(format!("{e}. Run: casesync connect --reauthorize {id}"))
-        } else {
-            failed!("listing the queues of {id}: {e}")
         }
+        ManageError::Salesforce(e) => failed!("listing the queues of {id}: {e}"),
+        e => app::manage_error(e, dir),
     })?;
     let queues: Vec<Queue> = queues
         .iter()

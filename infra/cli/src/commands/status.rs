@@ -3,13 +3,12 @@
 use std::path::Path;
 
 use casesync_core::domain::{Connection, ConnectionState};
-use casesync_core::ports::{ConnectionReader, DataPointReader};
 use casesync_core::sync::SyncReport;
 use serde::Serialize;
 
-use crate::app::App;
+use crate::app::{self, App};
 use crate::cli::StatusArgs;
-use crate::error::{CliError, Context, Exit};
+use crate::error::{CliError, Exit};
 use crate::output::{self, outln};
 
 /// One connection in `status --json`. Field names are part of the command-line contract.
@@ -39,24 +38,15 @@ struct Cursor {
 }
 
 pub async fn run(dir: &Path, args: StatusArgs) -> Result<Exit, CliError> {
-    let connections = match App::existing(dir).await? {
-        Some(app) => {
-            let list = app
-                .store
-                .list_connections()
-                .await
-                .context("listing the connections")?;
-            let mut with_counts = Vec::with_capacity(list.len());
-            for c in list {
-                let n = app
-                    .store
-                    .count_data_points(&c.id)
-                    .await
-                    .context("counting data points")?;
-                with_counts.push((c, n));
-            }
-            with_counts
-        }
+    let connections: Vec<(Connection, u64)> = match App::existing(dir).await? {
+        Some(app) => app
+            .offline_manager()?
+            .list()
+            .await
+            .map_err(|e| app::manage_error(e, dir))?
+            .into_iter()
+            .map(|v| (v.connection, v.data_points))
+            .collect(),
         None => Vec::new(),
     };
     let statuses: Vec<ConnectionStatus> =
@@ -84,12 +74,7 @@ pub async fn run(dir: &Path, args: StatusArgs) -> Result<Exit, CliError> {
 }
 
 fn status_of(c: &Connection, data_points: u64) -> ConnectionStatus<'_> {
-    // A disconnected connection's reason is not an error; a needs_reauth one's is.
-    let last_error = match c.state {
-        ConnectionState::NeedsReauth => c.state_reason.as_deref(),
-        _ => None,
-    }
-    .or_else(|| c.last_run.as_ref().and_then(|r| r.error.as_deref()));
+    let last_error = c.last_error();
     ConnectionStatus {
         id: c.id.as_str(),
         channel: c.channel.as_str(),

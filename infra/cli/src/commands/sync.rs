@@ -5,6 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use casesync_core::domain::Connection;
+use casesync_core::manage::work::Targets;
 use casesync_core::ports::ConnectionReader;
 use casesync_core::sync::SyncOutcome;
 
@@ -13,7 +14,7 @@ use crate::cli::SyncArgs;
 use crate::error::{CliError, Context, Exit};
 use crate::output::{self, outln};
 use crate::progress::Display;
-use crate::worker::{ConnectionResult, LeaseTracker, Targets, Worker};
+use crate::worker::{ConnectionResult, Interrupted, Worker};
 
 pub async fn run(dir: &Path, args: SyncArgs) -> Result<Exit, CliError> {
     let Some(app) = App::existing(dir).await? else {
@@ -36,7 +37,6 @@ pub async fn run(dir: &Path, args: SyncArgs) -> Result<Exit, CliError> {
     let interval = Duration::from_secs(args.interval);
     // The secret is needed only when there is something to sync; checked once, up front.
     let mut secret = None;
-    let tracker = LeaseTracker::new();
     loop {
         let connections = if named {
             refresh(&app, &chosen).await?
@@ -46,17 +46,21 @@ pub async fn run(dir: &Path, args: SyncArgs) -> Result<Exit, CliError> {
                 .await
                 .context("listing the connections")?
         };
-        let targets = Targets::split(connections, named);
+        let targets = Targets::split(connections);
         if secret.is_none() && !targets.active.is_empty() {
             secret = Some(app::client_secret_from_env()?);
         }
-        let tick = tick(&app, &targets, secret.clone(), budget, &tracker);
-        let outcome = tokio::select! {
-            r = tick => r,
-            _ = crate::shutdown::requested() => {
-                tracker.release_all(&app.store).await;
-                eprintln!("Interrupted: every page written so far is saved; the next sync resumes from there.");
-                return if args.watch { Ok(Exit::Success) } else { Err(CliError::Interrupted) };
+        let outcome = match tick(&app, &targets, named, secret.clone(), budget).await {
+            Ok(outcome) => outcome,
+            Err(Interrupted) => {
+                eprintln!(
+                    "Interrupted: every page written so far is saved; the next sync resumes from there."
+                );
+                return if args.watch {
+                    Ok(Exit::Success)
+                } else {
+                    Err(CliError::Interrupted)
+                };
             }
         };
         if !args.watch {
@@ -97,14 +101,15 @@ async fn refresh(app: &App, chosen: &[Connection]) -> Result<Vec<Connection>, Cl
     Ok(out)
 }
 
-/// One tick: reports the connections that cannot sync, syncs the active ones.
+/// One tick: reports the connections that cannot sync (the disconnected ones only when they
+/// were named), syncs the active ones.
 async fn tick(
     app: &App,
     targets: &Targets,
+    named: bool,
     secret: Option<secrecy::SecretString>,
     budget: Duration,
-    tracker: &LeaseTracker,
-) -> Result<Exit, CliError> {
+) -> Result<Result<Exit, CliError>, Interrupted> {
     let mut exit = Exit::Success;
     for c in &targets.needs_reauth {
         outln!(
@@ -117,7 +122,7 @@ async fn tick(
         );
         exit = exit.worst(Exit::NeedsReauth);
     }
-    for c in &targets.disconnected {
+    for c in targets.disconnected.iter().filter(|_| named) {
         outln!(
             "{}: not synced: disconnected{}",
             output::label(c),
@@ -128,22 +133,25 @@ async fn tick(
         );
     }
     let Some(secret) = secret.filter(|_| !targets.active.is_empty()) else {
-        if targets.needs_reauth.is_empty() && targets.disconnected.is_empty() {
+        if targets.needs_reauth.is_empty() && (targets.disconnected.is_empty() || !named) {
             outln!("No active connections to sync (`casesync status` lists them).");
         }
-        return Ok(exit);
+        return Ok(Ok(exit));
     };
     let first = &targets.active[0];
-    let salesforce = app::salesforce(app::client_id_of(first), secret)?;
-    let engine = app.engine(salesforce, tracker);
+    let salesforce = match app::salesforce(app::client_id_of(first), secret) {
+        Ok(s) => s,
+        Err(e) => return Ok(Err(e)),
+    };
+    let engine = app.engine(salesforce);
     let worker = Worker::new(&engine, &app.store, budget, Display::detect());
     let ids: Vec<_> = targets.active.iter().map(|c| c.id.clone()).collect();
     worker.tick(&ids).await;
-    for result in worker.drain().await {
+    for result in worker.drain().await? {
         outln!("{}", output::sync_result(&result));
         exit = exit.worst(exit_of(&result));
     }
-    Ok(exit)
+    Ok(Ok(exit))
 }
 
 /// What a connection's result means for the exit code.

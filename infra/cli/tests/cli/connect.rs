@@ -155,3 +155,41 @@ async fn a_declined_authorization_connects_nothing() {
     assert!(out.stderr.contains("declined"), "{out:?}");
     assert!(env.status().await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn re_authorizing_revokes_the_superseded_refresh_token() {
+    // Given a connection whose refresh token still works
+    let (org, _) = org_with_queue();
+    let env = TestEnv::start(org).await;
+    let old = env.sim.mint_refresh_token();
+    let id = env.connect_with_token(&old, &["--backfill", "7d"]).await;
+    assert!(env.sim.is_token_active(&old));
+
+    // When it is re-authorized with a new refresh token
+    let new = env.sim.mint_refresh_token();
+    let file = env.token_file(&new);
+    let out = env
+        .run(&[
+            "connect",
+            "--reauthorize",
+            &id,
+            "--refresh-token-file",
+            file.to_str().unwrap(),
+        ])
+        .await;
+
+    // Then the old grant is revoked at Salesforce and only the new one is stored
+    out.assert_code(0);
+    assert!(
+        out.stderr.contains("previous refresh token was revoked"),
+        "{out:?}"
+    );
+    assert!(
+        !env.sim.is_token_active(&old),
+        "the superseded grant is revoked"
+    );
+    assert!(env.sim.is_token_active(&new));
+    let secrets = std::fs::read(env.secrets_file()).unwrap();
+    assert_eq!(occurrences(&secrets, old.as_bytes()), 0);
+    assert_eq!(occurrences(&secrets, new.as_bytes()), 1);
+}

@@ -97,7 +97,7 @@ async fn delete_revokes_the_token_and_removes_the_data_points_and_the_secret() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn delete_keeps_everything_when_salesforce_cannot_revoke_unless_told_to_skip_it() {
+async fn delete_goes_on_when_salesforce_cannot_revoke_and_says_so() {
     // Given a connection whose login host refuses the revoke (an error that is not retried, to
     // keep the test fast)
     let (mut org, queue) = org_with_queue();
@@ -106,6 +106,7 @@ async fn delete_keeps_everything_when_salesforce_cannot_revoke_unless_told_to_sk
     let token = env.sim.mint_refresh_token();
     let id = env.connect_with_token(&token, &["--backfill", "7d"]).await;
     env.sync().await.assert_code(0);
+    assert_eq!(env.export().await.len(), 2);
     env.sim.inject(sf_simulator::FaultRule::always(
         sf_simulator::FaultTarget::Revoke,
         sf_simulator::FaultKind::InvalidGrant,
@@ -114,15 +115,20 @@ async fn delete_keeps_everything_when_salesforce_cannot_revoke_unless_told_to_sk
     // When deleting
     let out = env.run(&["delete", &id, "--yes"]).await;
 
-    // Then nothing is deleted and it says how to proceed
-    out.assert_code(1);
-    assert!(out.stderr.contains("nothing was deleted") && out.stderr.contains("--skip-revoke"));
-    assert_eq!(env.export().await.len(), 2);
-    assert!(env.sim.is_token_active(&token));
-
-    // And with --skip-revoke it deletes, saying the token is still valid
-    let out = env.run(&["delete", &id, "--yes", "--skip-revoke"]).await;
+    // Then, by the one delete policy (casesync_core::manage), every data point, the stored
+    // token and the connection are gone, and the output says the token may still be valid at
+    // Salesforce and where to revoke it
     out.assert_code(0);
-    assert!(out.stdout.contains("could NOT be revoked"), "{out:?}");
+    assert!(
+        out.stdout.contains("WARNING") && out.stdout.contains("could not be revoked"),
+        "{out:?}"
+    );
+    assert!(out.stdout.contains("Connected Apps OAuth Usage"), "{out:?}");
     assert!(env.status().await.is_empty());
+    assert!(env.export().await.is_empty());
+    let secrets = std::fs::read(env.secrets_file()).unwrap();
+    assert_eq!(occurrences(&secrets, id.as_bytes()), 0);
+    assert_eq!(occurrences(&secrets, token.as_bytes()), 0);
+    // (the simulator still holds the grant: nobody here does)
+    assert!(env.sim.is_token_active(&token));
 }

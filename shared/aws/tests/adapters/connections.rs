@@ -4,7 +4,8 @@ use casesync_core::domain::{
     BackfillWindow, CaseFailure, ConnectionId, ConnectionState, Cursor, InstanceUrl, QueueScope,
 };
 use casesync_core::ports::{
-    ConnectionReader, ConnectionWriter, CursorStore, LeaseStore, RunRecord, RunRecorder, StoreError,
+    ConnectionReader, ConnectionWriter, CursorStore, LeaseStore, RunRecord, RunRecorder,
+    StateWriter, StoreError,
 };
 use casesync_core::sync::{SyncCounts, SyncOutcome, SyncReport};
 use chrono::TimeDelta;

@@ -25,6 +25,7 @@ async fn an_unreachable_endpoint_is_unavailable_not_unexpected() {
         connection_id: ConnectionId::new_random(),
         kind: WorkKind::Tick,
         enqueued_at: chrono::Utc::now(),
+        idle_runs: 0,
     };
     assert!(queue.enqueue(&[item]).await.unwrap_err().is_transient());
 }

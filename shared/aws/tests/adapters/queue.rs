@@ -65,6 +65,7 @@ async fn twenty_five_items_go_in_three_batches_grouped_by_connection_and_dedupli
                 WorkKind::Continuation
             },
             enqueued_at: t("2024-03-05T10:00:00Z"),
+            idle_runs: 0,
         })
         .collect();
 
@@ -113,6 +114,7 @@ async fn two_items_of_one_connection_are_never_handed_out_at_once() {
         connection_id: id.clone(),
         kind: WorkKind::Tick,
         enqueued_at: t("2024-03-05T10:00:00Z"),
+        idle_runs: 0,
     };
     let second = WorkItem {
         kind: WorkKind::Continuation,

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use super::cursor::Cursor;
 use super::ids::CaseId;
 use super::settings::{ApiVersion, BackfillWindow, QueueScope};
+use super::sync_report::SyncReport;
 use super::urls::{InstanceUrl, LoginUrl};
-use crate::sync::SyncReport;
 
 /// An opaque connection id, e.g. `conn_6f1d0c1e8a2b4b0e9d3f5a7c1b2e4d6f`.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -232,6 +232,17 @@ impl Connection {
 }
 
 impl Connection {
+    /// What last went wrong, in words a user can act on: why it needs re-authorization, or the
+    /// error of its last run. A disconnected connection's reason is the user's choice, not an
+    /// error.
+    pub fn last_error(&self) -> Option<&str> {
+        match self.state {
+            ConnectionState::NeedsReauth => self.state_reason.as_deref(),
+            _ => None,
+        }
+        .or_else(|| self.last_run.as_ref().and_then(|r| r.error.as_deref()))
+    }
+
     /// Records which Connected App issued this connection's refresh token.
     pub fn with_client_id(mut self, client_id: impl Into<String>) -> Self {
         self.client_id = Some(client_id.into());

@@ -5,6 +5,7 @@ pub mod connection;
 pub mod cursor;
 pub mod ids;
 pub mod settings;
+pub mod sync_report;
 pub mod urls;
 
 pub use connection::{
@@ -13,4 +14,5 @@ pub use connection::{
 pub use cursor::Cursor;
 pub use ids::{CaseId, IdError, QueueId};
 pub use settings::{ApiVersion, BackfillWindow, QueueScope, QueueScopeError};
+pub use sync_report::{SyncCounts, SyncOutcome, SyncReport};
 pub use urls::{InstanceUrl, LoginUrl, UrlError};

@@ -1,10 +1,19 @@
 //! Salesforce endpoints casesync is willing to talk to.
 //!
-//! Both the login URL a user gives and the `instance_url` a token response carries pass the same
-//! check: https to `login.salesforce.com`, `test.salesforce.com` or `*.my.salesforce.com` (which
-//! includes sandboxes, `*.sandbox.my.salesforce.com`), or plain http / https to a loopback host
-//! (the simulator). Anything else could be an attacker's host receiving the client secret or a
-//! token, so it never gets that far.
+//! Both the login URL a user gives and the `instance_url` a token response carries must be https
+//! to `login.salesforce.com`, `test.salesforce.com` or `*.my.salesforce.com` (which includes
+//! sandboxes, `*.sandbox.my.salesforce.com`). Anything else could be an attacker's host
+//! receiving the client secret or a token, so it never gets that far.
+//!
+//! Loopback (plain http or https to 127.0.0.1, localhost or [::1]) is the one exception, for the
+//! simulator, and it is narrow:
+//! - a **login URL** on loopback is accepted by [`LoginUrl::parse`], because the person who
+//!   typed it runs both ends (the CLI against the bundled simulator). Deployed runtimes refuse
+//!   it before it gets here (the management API's `allow_loopback_login` is off in production);
+//! - an **instance URL** on loopback is accepted only from a login host that is itself on
+//!   loopback ([`InstanceUrl::issued_by`]): a token response from a real Salesforce login host
+//!   that names a loopback instance is refused, and [`InstanceUrl::parse`] alone never accepts
+//!   loopback.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -57,7 +66,7 @@ fn is_salesforce_host(host: &Host<&str>) -> bool {
 }
 
 /// Parse and check an endpoint; the result is its origin, e.g. `https://acme.my.salesforce.com`.
-fn parse_origin(what: &'static str, raw: &str) -> Result<Url, UrlError> {
+fn parse_origin(what: &'static str, raw: &str, allow_loopback: bool) -> Result<Url, UrlError> {
     let malformed = || UrlError::Malformed {
         what,
         raw: raw.to_owned(),
@@ -65,8 +74,11 @@ fn parse_origin(what: &'static str, raw: &str) -> Result<Url, UrlError> {
     let url = Url::parse(raw.trim()).map_err(|_| malformed())?;
     let host = url.host().ok_or_else(malformed)?;
     let allowed = match url.scheme() {
-        "https" => is_loopback(&host) || (is_salesforce_host(&host) && url.port().is_none()),
-        "http" => is_loopback(&host),
+        "https" => {
+            (allow_loopback && is_loopback(&host))
+                || (is_salesforce_host(&host) && url.port().is_none())
+        }
+        "http" => allow_loopback && is_loopback(&host),
         _ => false,
     };
     if !allowed {
@@ -90,7 +102,7 @@ fn parse_origin(what: &'static str, raw: &str) -> Result<Url, UrlError> {
 }
 
 macro_rules! origin_type {
-    ($(#[$doc:meta])* $name:ident, $what:literal) => {
+    ($(#[$doc:meta])* $name:ident, $what:literal, loopback: $loopback:literal) => {
         $(#[$doc])*
         #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
@@ -98,7 +110,7 @@ macro_rules! origin_type {
 
         impl $name {
             pub fn parse(raw: &str) -> Result<Self, UrlError> {
-                parse_origin($what, raw).map(Self)
+                parse_origin($what, raw, $loopback).map(Self)
             }
 
             /// The origin without a trailing slash, e.g. `https://acme.my.salesforce.com`.
@@ -153,13 +165,24 @@ macro_rules! origin_type {
 origin_type!(
     /// Where OAuth happens: authorize, token and revoke endpoints live under it.
     LoginUrl,
-    "login URL"
+    "login URL",
+    loopback: true
 );
 origin_type!(
     /// The org's API host, from the token response's `instance_url`.
     InstanceUrl,
-    "instance URL"
+    "instance URL",
+    loopback: false
 );
+
+impl InstanceUrl {
+    /// The `instance_url` of a token response from `login`: a Salesforce host, or loopback when
+    /// `login` is itself on loopback (the simulator). Also how a stored connection's instance
+    /// URL is read back, beside the login URL it was issued by.
+    pub fn issued_by(raw: &str, login: &LoginUrl) -> Result<Self, UrlError> {
+        parse_origin("instance URL", raw, login.is_loopback()).map(Self)
+    }
+}
 
 impl Default for LoginUrl {
     fn default() -> Self {
@@ -185,15 +208,42 @@ mod tests {
     }
 
     #[test]
-    fn loopback_is_accepted_over_http() {
+    fn a_loopback_login_url_is_accepted_over_http() {
         for ok in [
             "http://127.0.0.1:8080",
             "http://localhost:1234/",
             "http://[::1]:9",
             "https://127.0.0.1:8443",
         ] {
-            assert!(InstanceUrl::parse(ok).unwrap().is_loopback(), "{ok}");
+            assert!(LoginUrl::parse(ok).unwrap().is_loopback(), "{ok}");
         }
+    }
+
+    #[test]
+    fn a_loopback_instance_url_needs_a_loopback_login_host() {
+        let simulator = LoginUrl::parse("http://127.0.0.1:8080").unwrap();
+        let salesforce = LoginUrl::default();
+        for raw in [
+            "http://127.0.0.1:9090",
+            "https://localhost:8443",
+            "http://[::1]:9",
+        ] {
+            assert!(InstanceUrl::parse(raw).is_err(), "{raw} alone");
+            assert!(
+                InstanceUrl::issued_by(raw, &salesforce).is_err(),
+                "{raw} from login.salesforce.com"
+            );
+            assert!(
+                InstanceUrl::issued_by(raw, &simulator)
+                    .unwrap()
+                    .is_loopback(),
+                "{raw} from the simulator"
+            );
+        }
+        let real = "https://acme.my.salesforce.com";
+        assert!(InstanceUrl::parse(real).is_ok());
+        assert!(InstanceUrl::issued_by(real, &salesforce).is_ok());
+        assert!(InstanceUrl::issued_by(real, &simulator).is_ok());
     }
 
     #[test]

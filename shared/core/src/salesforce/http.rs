@@ -25,6 +25,23 @@ impl Default for HttpSettings {
     }
 }
 
+impl HttpSettings {
+    /// For a request a person is waiting on (an API call, a console page, an OAuth callback):
+    /// short timeouts and few retries, all of it well behind API Gateway's 30-second limit.
+    pub fn interactive() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(10),
+            retry: RetryPolicy {
+                max_attempts: 3,
+                min_delay: Duration::from_millis(200),
+                max_delay: Duration::from_secs(2),
+                max_total_delay: Duration::from_secs(4),
+            },
+        }
+    }
+}
+
 /// Bounded, jittered exponential backoff for transient failures.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {

@@ -213,7 +213,7 @@ impl OAuthClient {
         Ok(TokenGrant {
             access_token: SecretString::from(parsed.access_token),
             refresh_token: parsed.refresh_token.map(SecretString::from),
-            instance_url: InstanceUrl::parse(&parsed.instance_url)?,
+            instance_url: InstanceUrl::issued_by(&parsed.instance_url, login)?,
             identity: parsed.id,
             scope: parsed.scope,
         })

@@ -7,6 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use tokio::time::Instant;
 
+use super::lease::SyncLease;
 use super::source::{Batch, PageSource};
 use super::{SyncConfig, SyncCounts, SyncOutcome, SyncReport};
 use crate::data_point::DataPoint;
@@ -14,7 +15,9 @@ use crate::domain::{
     CaseFailure, CaseId, Connection, ConnectionId, ConnectionState, Cursor, MAX_RECORDED_FAILURES,
 };
 use crate::mapping::{MappingContext, map_case, position};
-use crate::ports::{Clock, ConnectionStore, DataPointWriter, RunRecord, SecretStore, StoreError};
+use crate::ports::{
+    Clock, DataPointWriter, LeaseStore, RunRecord, SecretStore, StoreError, SyncStateStore,
+};
 use crate::salesforce::soql::{self, OwnerFilter, Window};
 use crate::salesforce::{OrgApi, Salesforce, SalesforceError, TokenCache};
 
@@ -42,7 +45,7 @@ pub trait ProgressObserver: Send + Sync {
 
 /// Runs syncs. Built once per process with its stores and clients, shared by every run.
 pub struct SyncEngine {
-    connections: Arc<dyn ConnectionStore>,
+    connections: Arc<dyn SyncStateStore>,
     points: Arc<dyn DataPointWriter>,
     secrets: Arc<dyn SecretStore>,
     clock: Arc<dyn Clock>,
@@ -61,9 +64,38 @@ enum Stop {
     Failed(String),
 }
 
+/// What [`SyncEngine::start`] found.
+pub enum Start {
+    /// The lease is taken: run it with [`SyncEngine::run`], then [`LeasedRun::release`] it.
+    Ready(Box<LeasedRun>),
+    /// Nothing to run: the connection is not active, or another run holds its lease. The
+    /// report says which.
+    Skipped(SyncReport),
+}
+
+/// A run that holds its connection's lease. The caller keeps it across the run, so that a run
+/// it cancels (Ctrl-C) can still give the lease back.
+pub struct LeasedRun {
+    lease: SyncLease,
+    connection: Connection,
+    started_at: DateTime<Utc>,
+    deadline: Instant,
+}
+
+impl LeasedRun {
+    pub fn connection(&self) -> &Connection {
+        &self.connection
+    }
+
+    /// Gives the connection's lease back.
+    pub async fn release(self) {
+        self.lease.release().await;
+    }
+}
+
 impl SyncEngine {
     pub fn new(
-        connections: Arc<dyn ConnectionStore>,
+        connections: Arc<dyn SyncStateStore>,
         points: Arc<dyn DataPointWriter>,
         secrets: Arc<dyn SecretStore>,
         clock: Arc<dyn Clock>,
@@ -89,15 +121,28 @@ impl SyncEngine {
         &self.salesforce.tokens
     }
 
-    /// Syncs one connection for at most `budget`. Store failures before anything was read
-    /// are returned as errors (the caller retries the work item); everything after is in the
-    /// report.
+    /// Syncs one connection for at most `budget`: [`start`](Self::start), [`run`](Self::run),
+    /// release. Store failures before anything was read are returned as errors (the caller
+    /// retries the work item); everything after is in the report.
     pub async fn sync(
         &self,
         id: &ConnectionId,
         budget: Duration,
         progress: Option<&dyn ProgressObserver>,
     ) -> Result<SyncReport, StoreError> {
+        match self.start(id, budget).await? {
+            Start::Skipped(report) => Ok(report),
+            Start::Ready(run) => {
+                let report = self.run(&run, progress).await;
+                run.release().await;
+                Ok(report)
+            }
+        }
+    }
+
+    /// Reads the connection and takes its lease for a run of at most `budget`, unless it is not
+    /// active or another run holds the lease.
+    pub async fn start(&self, id: &ConnectionId, budget: Duration) -> Result<Start, StoreError> {
         let deadline = Instant::now() + budget;
         let started_at = self.clock.now();
         let connection = self
@@ -105,14 +150,16 @@ impl SyncEngine {
             .get_connection(id)
             .await?
             .ok_or_else(|| StoreError::ConnectionNotFound(id.clone()))?;
-        let idle = |outcome, error: Option<String>| SyncReport {
-            outcome,
-            counts: SyncCounts::default(),
-            cursor_before: connection.cursor.clone(),
-            cursor_after: connection.cursor.clone(),
-            started_at,
-            finished_at: started_at,
-            error,
+        let idle = |outcome, error: Option<String>| {
+            Start::Skipped(SyncReport {
+                outcome,
+                counts: SyncCounts::default(),
+                cursor_before: connection.cursor.clone(),
+                cursor_after: connection.cursor.clone(),
+                started_at,
+                finished_at: started_at,
+                error,
+            })
         };
         match connection.state {
             ConnectionState::Active => {}
@@ -129,26 +176,41 @@ impl SyncEngine {
                 ));
             }
         }
-        let holder = uuid::Uuid::new_v4().to_string();
         let lease_until = started_at
             + TimeDelta::from_std(budget).unwrap_or(TimeDelta::hours(1))
             + TimeDelta::minutes(2);
-        if !self
-            .connections
-            .try_acquire_lease(id, &holder, started_at, lease_until)
-            .await?
-        {
-            return Ok(idle(
+        let leases: Arc<dyn LeaseStore> = self.connections.clone();
+        let holder = uuid::Uuid::new_v4().to_string();
+        match SyncLease::acquire(leases, id, holder, started_at, lease_until).await? {
+            Some(lease) => Ok(Start::Ready(Box::new(LeasedRun {
+                lease,
+                connection,
+                started_at,
+                deadline,
+            }))),
+            None => Ok(idle(
                 SyncOutcome::Busy,
                 Some("another sync of this connection is running".into()),
-            ));
+            )),
         }
-        let run = Run::new(self, connection, started_at, deadline, progress);
-        let result = run.execute().await;
-        if let Err(e) = self.connections.release_lease(id, &holder).await {
-            tracing::warn!(connection = %id, error = %e, "could not release the sync lease; it expires by itself");
-        }
-        Ok(result)
+    }
+
+    /// Runs a leased connection until done, out of budget, or stopped. Cancelling it (dropping
+    /// the future) loses nothing: the cursor holds the last page written.
+    pub async fn run(
+        &self,
+        leased: &LeasedRun,
+        progress: Option<&dyn ProgressObserver>,
+    ) -> SyncReport {
+        Run::new(
+            self,
+            leased.connection.clone(),
+            leased.started_at,
+            leased.deadline,
+            progress,
+        )
+        .execute()
+        .await
     }
 }
 

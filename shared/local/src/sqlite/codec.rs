@@ -1,6 +1,6 @@
 //! Between domain values and columns: fixed-width timestamps, typed errors for corrupt rows.
 
-use casesync_core::ports::StoreError;
+use casesync_core::ports::{StoreError, StoreResult};
 use chrono::{DateTime, SecondsFormat, Utc};
 
 /// A row that does not decode into its domain value: the file was edited by hand, written by a
@@ -93,6 +93,12 @@ pub(super) fn parse_timestamp(raw: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(raw)
         .ok()
         .map(|t| t.with_timezone(&Utc))
+}
+
+/// Serialises a value stored as JSON text.
+pub(super) fn json<T: serde::Serialize>(what: &'static str, value: &T) -> StoreResult<String> {
+    serde_json::to_string(value)
+        .map_err(|e| StoreError::Unexpected(anyhow::anyhow!("cannot serialise {what}: {e}")))
 }
 
 #[cfg(test)]

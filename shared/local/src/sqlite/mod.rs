@@ -20,8 +20,10 @@
 //! if a page of data points is lost, so is every later cursor commit, and the Cases are fetched
 //! again. Choose [`Synchronous::Full`] to fsync on every commit.
 
+mod auth_states;
 mod codec;
-mod ports;
+mod connections;
+mod data_points;
 mod schema;
 
 use std::path::{Path, PathBuf};

@@ -1,5 +1,5 @@
 //! Connecting an org: the OAuth web-server flow (start, then callback) and the headless
-//! variant with a refresh token. Shared by the CLI and the AWS functions.
+//! variant with a refresh token. The mechanics under [`super::Manager`]'s connect use cases.
 //!
 //! The `state` parameter is single-use, expires after ten minutes and carries everything the
 //! flow was started with (channel, queues, backfill, PKCE verifier), so a callback cannot be
@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::domain::{
     ApiVersion, BackfillWindow, ChannelName, Connection, ConnectionId, LoginUrl, QueueScope,
@@ -19,6 +19,8 @@ use crate::ports::{
     StoreError,
 };
 use crate::salesforce::{OAuthClient, SalesforceError, TokenGrant};
+
+use super::Revocation;
 
 /// How long a started flow may wait for its callback.
 pub const STATE_TTL: TimeDelta = TimeDelta::minutes(10);
@@ -109,6 +111,27 @@ impl CallbackParams {
     }
 }
 
+/// A completed authorization: a new connection, or an existing one with a new refresh token.
+#[derive(Debug)]
+pub struct Authorized {
+    pub connection: Connection,
+    /// Set when an existing connection was re-authorized.
+    pub reauthorized: bool,
+    /// On re-authorization: what became of the refresh token the new one replaced (revoked at
+    /// Salesforce once the new one was stored). `None` when there was no other token.
+    pub superseded: Option<Revocation>,
+}
+
+impl Authorized {
+    fn created(connection: Connection) -> Self {
+        Self {
+            connection,
+            reauthorized: false,
+            superseded: None,
+        }
+    }
+}
+
 /// A flow started: send the user's browser to `authorize_url`.
 pub struct StartedAuthorization {
     pub authorize_url: url::Url,
@@ -159,7 +182,7 @@ pub async fn complete<S>(
     secrets: &dyn SecretStore,
     callback: &CallbackParams,
     now: DateTime<Utc>,
-) -> Result<Connection, ConnectError>
+) -> Result<Authorized, ConnectError>
 where
     S: ConnectionReader + ConnectionWriter + ?Sized,
 {
@@ -204,7 +227,7 @@ where
         api_version: pending.api_version,
     };
     match pending.reauthorize {
-        Some(id) => reauthorize(store, secrets, &id, grant).await,
+        Some(id) => reauthorize(oauth, store, secrets, &id, grant).await,
         None => {
             let client_id = oauth.app().client_id.clone();
             create(
@@ -217,6 +240,7 @@ where
                 now,
             )
             .await
+            .map(Authorized::created)
         }
     }
 }
@@ -252,7 +276,7 @@ pub async fn reauthorize_with_refresh_token<S>(
     secrets: &dyn SecretStore,
     id: &ConnectionId,
     refresh_token: SecretString,
-) -> Result<Connection, ConnectError>
+) -> Result<Authorized, ConnectError>
 where
     S: ConnectionReader + ConnectionWriter + ?Sized,
 {
@@ -268,7 +292,7 @@ where
     if grant.refresh_token.is_none() {
         grant.refresh_token = Some(refresh_token);
     }
-    reauthorize(store, secrets, id, grant).await
+    reauthorize(&oauth, store, secrets, id, grant).await
 }
 
 async fn create<S>(
@@ -308,25 +332,49 @@ where
     Ok(connection)
 }
 
+/// Stores the new refresh token of an existing connection, makes it active again (cursor
+/// kept), then revokes the token it replaced: once the new one is stored, the old grant only
+/// widens what a leaked copy could do, and Salesforce keeps at most five per user and app.
 async fn reauthorize<S>(
+    oauth: &OAuthClient,
     store: &S,
     secrets: &dyn SecretStore,
     id: &ConnectionId,
     grant: TokenGrant,
-) -> Result<Connection, ConnectError>
+) -> Result<Authorized, ConnectError>
 where
     S: ConnectionReader + ConnectionWriter + ?Sized,
 {
     let refresh_token = grant.refresh_token.ok_or(ConnectError::NoRefreshToken)?;
-    if store.get_connection(id).await?.is_none() {
+    let Some(before) = store.get_connection(id).await? else {
         return Err(ConnectError::ConnectionGone);
-    }
+    };
+    let superseded = secrets.get_refresh_token(id).await?;
     secrets.put_refresh_token(id, &refresh_token).await?;
     store.reauthorized(id, &grant.instance_url).await?;
-    store
+    let connection = store
         .get_connection(id)
         .await?
-        .ok_or(ConnectError::ConnectionGone)
+        .ok_or(ConnectError::ConnectionGone)?;
+    let superseded = match superseded {
+        Some(old) if old.expose_secret() != refresh_token.expose_secret() => {
+            let app = match &before.client_id {
+                Some(client_id) => oauth.for_client_id(client_id),
+                None => oauth.clone(),
+            };
+            Some(Revocation::attempt(&app, &before.login_url, &old).await)
+        }
+        // The same token (a headless re-authorization with the stored one), or none stored.
+        _ => None,
+    };
+    if let Some(r @ Revocation::Failed { .. }) = &superseded {
+        tracing::warn!(connection = %id, outcome = %r, "could not revoke the superseded refresh token");
+    }
+    Ok(Authorized {
+        connection,
+        reauthorized: true,
+        superseded,
+    })
 }
 
 #[cfg(test)]

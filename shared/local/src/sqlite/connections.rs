@@ -1,22 +1,19 @@
-//! The port implementations of [`SqliteStore`], with the same semantics as
-//! `casesync_core::memory::MemoryStore`.
-
-use std::sync::PoisonError;
-use std::sync::atomic::Ordering;
+//! Connections, their cursors, leases and run history in the `connections` and `sync_runs`
+//! tables: [`ConnectionReader`], [`ConnectionWriter`], [`StateWriter`], [`CursorStore`],
+//! [`RunRecorder`] and [`LeaseStore`] of [`SqliteStore`], with the semantics every store
+//! follows (the store contract tests hold each adapter to them).
 
 use async_trait::async_trait;
-use casesync_core::data_point::{DataPoint, Supersedes};
 use casesync_core::domain::{
     ApiVersion, BackfillWindow, CaseFailure, CaseId, ChannelName, Connection, ConnectionId,
-    ConnectionState, Cursor, InstanceUrl, LoginUrl, QueueScope,
+    ConnectionState, Cursor, InstanceUrl, LoginUrl, QueueScope, SyncReport,
 };
 use casesync_core::ports::*;
-use casesync_core::sync::SyncReport;
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use rusqlite::{Connection as Db, ErrorCode, OptionalExtension, Row, TransactionBehavior, params};
 
-use super::codec::{CorruptRow, RowDecoder, json_error_position, parse_timestamp, timestamp};
-use super::{Lease, RunHistoryEntry, SqliteStore, run_blocking, sql_error};
+use super::codec::{CorruptRow, RowDecoder, json, timestamp};
+use super::{Lease, RunHistoryEntry, SqliteStore, sql_error};
 
 const CONNECTION_COLUMNS: &str = "id, channel, login_url, instance_url, api_version, scope, \
      backfill, state, state_reason, cursor_modstamp, cursor_case_id, created_at, \
@@ -69,12 +66,15 @@ impl ConnectionRow {
             table: "connections",
             key: &self.id,
         };
+        let login_url = d.parse("login_url", &self.login_url, LoginUrl::parse)?;
         Ok(Connection {
             id: d.parse("id", &self.id, ConnectionId::parse)?,
             channel: d.parse("channel", &self.channel, ChannelName::parse)?,
             client_id: self.client_id.clone(),
-            login_url: d.parse("login_url", &self.login_url, LoginUrl::parse)?,
-            instance_url: d.parse("instance_url", &self.instance_url, InstanceUrl::parse)?,
+            instance_url: d.parse("instance_url", &self.instance_url, |raw| {
+                InstanceUrl::issued_by(raw, &login_url)
+            })?,
+            login_url,
             api_version: d.parse("api_version", &self.api_version, ApiVersion::parse)?,
             scope: d.parse("scope", &self.scope, QueueScope::parse)?,
             backfill: d.parse("backfill", &self.backfill, BackfillWindow::parse)?,
@@ -106,11 +106,6 @@ fn decode_cursor(
             .map(|c| d.parse("cursor_case_id", c, CaseId::parse))
             .transpose()?,
     })
-}
-
-fn json<T: serde::Serialize>(what: &'static str, value: &T) -> StoreResult<String> {
-    serde_json::to_string(value)
-        .map_err(|e| StoreError::Unexpected(anyhow::anyhow!("cannot serialise {what}: {e}")))
 }
 
 fn not_found(id: &ConnectionId) -> StoreError {
@@ -250,26 +245,6 @@ impl ConnectionWriter for SqliteStore {
         .await
     }
 
-    async fn set_state(
-        &self,
-        id: &ConnectionId,
-        state: ConnectionState,
-        reason: Option<&str>,
-    ) -> StoreResult<()> {
-        let id = id.clone();
-        let reason = reason.map(str::to_owned);
-        self.write(move |db, _| {
-            update_connection(
-                db,
-                &id,
-                "setting the state",
-                "UPDATE connections SET state = ?2, state_reason = ?3 WHERE id = ?1",
-                params![id.as_str(), state.as_str(), reason],
-            )
-        })
-        .await
-    }
-
     async fn reauthorized(&self, id: &ConnectionId, instance_url: &InstanceUrl) -> StoreResult<()> {
         let id = id.clone();
         let instance_url = instance_url.as_str().to_owned();
@@ -303,6 +278,29 @@ impl ConnectionWriter for SqliteStore {
             )
             .map_err(err())?;
             tx.commit().map_err(err())
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl StateWriter for SqliteStore {
+    async fn set_state(
+        &self,
+        id: &ConnectionId,
+        state: ConnectionState,
+        reason: Option<&str>,
+    ) -> StoreResult<()> {
+        let id = id.clone();
+        let reason = reason.map(str::to_owned);
+        self.write(move |db, _| {
+            update_connection(
+                db,
+                &id,
+                "setting the state",
+                "UPDATE connections SET state = ?2, state_reason = ?3 WHERE id = ?1",
+                params![id.as_str(), state.as_str(), reason],
+            )
         })
         .await
     }
@@ -431,8 +429,8 @@ impl RunRecorder for SqliteStore {
 #[async_trait]
 impl LeaseStore for SqliteStore {
     /// Takes the lease when nobody holds it, `holder` already does, or the holder's lease has
-    /// expired (`until <= now`). Like `MemoryStore`, a connection that does not exist has no
-    /// lease to contend for: `Ok(true)`.
+    /// expired (`until <= now`). The lease lives on the connection's row: a connection that
+    /// does not exist is `ConnectionNotFound`, as in every store.
     async fn try_acquire_lease(
         &self,
         id: &ConnectionId,
@@ -456,22 +454,24 @@ impl LeaseStore for SqliteStore {
                     params![id.as_str(), holder, timestamp(until), timestamp(now)],
                 )
                 .map_err(err())?;
-            let acquired = if taken == 1 {
-                true
+            if taken == 1 {
+                tx.commit().map_err(err())?;
+                return Ok(true);
+            }
+            let exists = tx
+                .query_row(
+                    "SELECT 1 FROM connections WHERE id = ?1",
+                    [id.as_str()],
+                    |_| Ok(()),
+                )
+                .optional()
+                .map_err(err())?
+                .is_some();
+            if exists {
+                Ok(false)
             } else {
-                let exists = tx
-                    .query_row(
-                        "SELECT 1 FROM connections WHERE id = ?1",
-                        [id.as_str()],
-                        |_| Ok(()),
-                    )
-                    .optional()
-                    .map_err(err())?
-                    .is_some();
-                !exists
-            };
-            tx.commit().map_err(err())?;
-            Ok(acquired)
+                Err(not_found(&id))
+            }
         })
         .await
     }
@@ -491,328 +491,6 @@ impl LeaseStore for SqliteStore {
             )
             .map_err(err())?;
             tx.commit().map_err(err())
-        })
-        .await
-    }
-}
-
-/// Points serialised between two yields to the runtime.
-const ENCODE_CHUNK: usize = 8;
-
-/// A data point ready for its row: serialised once; hashed from the same bytes.
-struct EncodedPoint {
-    connection_id: String,
-    case_id: String,
-    modstamp: DateTime<Utc>,
-    /// Filled in by [`EncodedPoint::hash`] on the blocking pool.
-    hash: String,
-    body: String,
-}
-
-impl EncodedPoint {
-    /// Serialises `p`: the only per-point work done on the caller's thread (it replaces a deep
-    /// clone of the point, which `spawn_blocking` would otherwise need, and costs about as much).
-    fn new(p: &DataPoint) -> StoreResult<Self> {
-        Ok(Self {
-            connection_id: p.connection_id.as_str().to_owned(),
-            case_id: p.case_id.as_str().to_owned(),
-            modstamp: p.system_modstamp,
-            hash: String::new(),
-            body: json("a data point", p)?,
-        })
-    }
-
-    /// Exactly `DataPoint::content_hash` (the core's digest of the serde_json bytes), computed
-    /// from the bytes we store instead of serialising a second time; a test holds them equal.
-    fn hash(&mut self) {
-        self.hash = casesync_core::data_point::digest(self.body.as_bytes());
-    }
-}
-
-/// The core's decision, with the hash already computed.
-pub(super) use casesync_core::data_point::decide;
-
-fn upsert_encoded(db: &mut Db, points: &[EncodedPoint]) -> StoreResult<UpsertCounts> {
-    let err = || sql_error(format!("upserting {} data points", points.len()));
-    let written_at = timestamp(Utc::now());
-    let mut counts = UpsertCounts::default();
-    let tx = db
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(err())?;
-    {
-        let mut select = tx
-            .prepare_cached(
-                "SELECT system_modstamp, content_hash FROM data_points \
-                 WHERE connection_id = ?1 AND case_id = ?2",
-            )
-            .map_err(err())?;
-        let mut insert = tx
-            .prepare_cached(
-                "INSERT INTO data_points (connection_id, case_id, system_modstamp, content_hash, \
-                 revision, written_at, body) VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6)",
-            )
-            .map_err(err())?;
-        let mut update = tx
-            .prepare_cached(
-                "UPDATE data_points SET system_modstamp = ?3, content_hash = ?4, \
-                 revision = revision + 1, written_at = ?5, body = ?6 \
-                 WHERE connection_id = ?1 AND case_id = ?2",
-            )
-            .map_err(err())?;
-        for p in points {
-            // Read inside the transaction, so a later point of the same batch sees an earlier one.
-            let stored: Option<(String, String)> = select
-                .query_row([&p.connection_id, &p.case_id], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
-                .optional()
-                .map_err(err())?;
-            let row = params![
-                p.connection_id,
-                p.case_id,
-                timestamp(p.modstamp),
-                p.hash,
-                written_at,
-                p.body
-            ];
-            match stored {
-                None => {
-                    insert.execute(row).map_err(err())?;
-                    counts.created += 1;
-                }
-                Some((stored_modstamp, stored_hash)) => {
-                    let stored_modstamp =
-                        parse_timestamp(&stored_modstamp).ok_or_else(|| CorruptRow {
-                            table: "data_points",
-                            key: format!("{}/{}", p.connection_id, p.case_id),
-                            column: "system_modstamp",
-                            reason: "not an RFC 3339 timestamp".into(),
-                        })?;
-                    match decide(p.modstamp, &p.hash, stored_modstamp, &stored_hash) {
-                        Supersedes::Update => {
-                            update.execute(row).map_err(err())?;
-                            counts.updated += 1;
-                        }
-                        Supersedes::Unchanged => counts.unchanged += 1,
-                        Supersedes::Stale => counts.stale += 1,
-                    }
-                }
-            }
-        }
-    }
-    tx.commit().map_err(err())?;
-    Ok(counts)
-}
-
-#[async_trait]
-impl DataPointWriter for SqliteStore {
-    /// One `BEGIN IMMEDIATE` transaction per call: the whole batch is durable, or none of it.
-    async fn upsert_data_points(&self, points: &[DataPoint]) -> StoreResult<UpsertCounts> {
-        if points.is_empty() {
-            return Ok(UpsertCounts::default());
-        }
-        // Serialising is CPU work on the caller's thread (about 15 µs per 20 KB point, cheaper
-        // than the deep clone `spawn_blocking` would need instead): yield between chunks so that
-        // other tasks on this worker keep running.
-        let mut encoded = Vec::with_capacity(points.len());
-        for chunk in points.chunks(ENCODE_CHUNK) {
-            for p in chunk {
-                encoded.push(EncodedPoint::new(p)?);
-            }
-            if encoded.len() < points.len() {
-                tokio::task::yield_now().await;
-            }
-        }
-        let inner = self.inner.clone();
-        run_blocking(move || {
-            // Hash before taking the lock: other writers wait only for SQLite.
-            encoded.iter_mut().for_each(EncodedPoint::hash);
-            let counts = {
-                let mut db = inner.writer.lock().unwrap_or_else(PoisonError::into_inner);
-                upsert_encoded(&mut db, &encoded)?
-            };
-            inner
-                .point_writes
-                .fetch_add(counts.created + counts.updated, Ordering::Relaxed);
-            Ok(counts)
-        })
-        .await
-    }
-}
-
-fn decode_point(connection: &str, case: &str, body: &str) -> Result<DataPoint, CorruptRow> {
-    serde_json::from_str(body).map_err(|e| CorruptRow {
-        table: "data_points",
-        key: format!("{connection}/{case}"),
-        column: "body",
-        reason: json_error_position(&e),
-    })
-}
-
-#[async_trait]
-impl DataPointReader for SqliteStore {
-    async fn get_data_point(
-        &self,
-        connection: &ConnectionId,
-        case: &CaseId,
-    ) -> StoreResult<Option<DataPoint>> {
-        let connection = connection.clone();
-        let case = case.clone();
-        self.read(move |db| {
-            let body: Option<String> = db
-                .prepare_cached(
-                    "SELECT body FROM data_points WHERE connection_id = ?1 AND case_id = ?2",
-                )
-                .and_then(|mut s| {
-                    s.query_row([connection.as_str(), case.as_str()], |r| r.get(0))
-                        .optional()
-                })
-                .map_err(sql_error(format!("reading data point {connection}/{case}")))?;
-            Ok(body
-                .map(|b| decode_point(connection.as_str(), case.as_str(), &b))
-                .transpose()?)
-        })
-        .await
-    }
-
-    async fn count_data_points(&self, connection: &ConnectionId) -> StoreResult<u64> {
-        let connection = connection.clone();
-        self.read(move |db| {
-            let n: i64 = db
-                .prepare_cached("SELECT count(*) FROM data_points WHERE connection_id = ?1")
-                .and_then(|mut s| s.query_row([connection.as_str()], |r| r.get(0)))
-                .map_err(sql_error(format!(
-                    "counting the data points of connection {connection}"
-                )))?;
-            Ok(n.max(0) as u64)
-        })
-        .await
-    }
-
-    /// Ordered by Case id (SQLite's binary collation orders as `CaseId`'s `Ord` does).
-    async fn list_data_points(
-        &self,
-        connection: &ConnectionId,
-        after: Option<&CaseId>,
-        limit: usize,
-    ) -> StoreResult<Vec<DataPoint>> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let connection = connection.clone();
-        // No Case id sorts before the empty string.
-        let after = after.map_or_else(String::new, |c| c.as_str().to_owned());
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.read(move |db| {
-            let rows: Vec<(String, String)> = db
-                .prepare_cached(
-                    "SELECT case_id, body FROM data_points WHERE connection_id = ?1 \
-                     AND case_id > ?2 ORDER BY case_id LIMIT ?3",
-                )
-                .and_then(|mut s| {
-                    s.query_map(params![connection.as_str(), after, limit], |r| {
-                        Ok((r.get(0)?, r.get(1)?))
-                    })?
-                    .collect()
-                })
-                .map_err(sql_error(format!(
-                    "listing the data points of connection {connection}"
-                )))?;
-            Ok(rows
-                .iter()
-                .map(|(case, body)| decode_point(connection.as_str(), case, body))
-                .collect::<Result<_, _>>()?)
-        })
-        .await
-    }
-}
-
-#[async_trait]
-impl DataPointDeleter for SqliteStore {
-    async fn delete_data_points(&self, connection: &ConnectionId) -> StoreResult<u64> {
-        let connection = connection.clone();
-        self.write(move |db, _| {
-            let err = || {
-                sql_error(format!(
-                    "deleting the data points of connection {connection}"
-                ))
-            };
-            let tx = db
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(err())?;
-            let n = tx
-                .execute(
-                    "DELETE FROM data_points WHERE connection_id = ?1",
-                    [connection.as_str()],
-                )
-                .map_err(err())?;
-            tx.commit().map_err(err())?;
-            Ok(n as u64)
-        })
-        .await
-    }
-}
-
-/// Pending flows this long past their expiry are removed when a new flow is stored.
-const AUTH_STATE_RETENTION: TimeDelta = TimeDelta::days(1);
-
-#[async_trait]
-impl AuthStateStore for SqliteStore {
-    /// Stores the flow (replacing one with the same state) and removes flows that expired more
-    /// than a day before this one was created.
-    async fn put_auth_state(&self, pending: &PendingAuthorization) -> StoreResult<()> {
-        let state = pending.state.clone();
-        let expires_at = timestamp(pending.expires_at);
-        let prune_before = timestamp(pending.created_at - AUTH_STATE_RETENTION);
-        let body = json("a pending authorization", pending)?;
-        self.write(move |db, _| {
-            let err = || sql_error("storing a pending authorization");
-            let tx = db
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(err())?;
-            tx.execute(
-                "DELETE FROM auth_states WHERE expires_at < ?1",
-                [prune_before],
-            )
-            .map_err(err())?;
-            tx.execute(
-                "INSERT OR REPLACE INTO auth_states (state, expires_at, body) VALUES (?1, ?2, ?3)",
-                params![state, expires_at, body],
-            )
-            .map_err(err())?;
-            tx.commit().map_err(err())
-        })
-        .await
-    }
-
-    /// Deletes and returns the flow in one statement: of two concurrent takes, one gets `None`.
-    async fn take_auth_state(&self, state: &str) -> StoreResult<Option<PendingAuthorization>> {
-        let state = state.to_owned();
-        self.write(move |db, _| {
-            let err = || sql_error("taking a pending authorization");
-            let tx = db
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(err())?;
-            let body: Option<String> = tx
-                .query_row(
-                    "DELETE FROM auth_states WHERE state = ?1 RETURNING body",
-                    [&state],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(err())?;
-            let Some(body) = body else {
-                return Ok(None);
-            };
-            // The key is the secret `state` itself: the error names neither it nor the body.
-            let pending = serde_json::from_str(&body).map_err(|e| CorruptRow {
-                table: "auth_states",
-                key: "[REDACTED]".into(),
-                column: "body",
-                reason: json_error_position(&e),
-            })?;
-            tx.commit().map_err(err())?;
-            Ok(Some(pending))
         })
         .await
     }
@@ -842,51 +520,6 @@ impl SqliteStore {
                 })),
                 _ => Ok(None),
             }
-        })
-        .await
-    }
-
-    /// Like `list_data_points`, but each point as the JSON text stored for it (exactly what
-    /// `serde_json` wrote for the `DataPoint`, i.e. the export format), without decoding it:
-    /// for an export that writes the points out unchanged. Ordered by Case id.
-    pub async fn list_data_point_json(
-        &self,
-        connection: &ConnectionId,
-        after: Option<&CaseId>,
-        limit: usize,
-    ) -> StoreResult<Vec<(CaseId, String)>> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let connection = connection.clone();
-        // No Case id sorts before the empty string.
-        let after = after.map_or_else(String::new, |c| c.as_str().to_owned());
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.read(move |db| {
-            let rows: Vec<(String, String)> = db
-                .prepare_cached(
-                    "SELECT case_id, body FROM data_points WHERE connection_id = ?1 \
-                     AND case_id > ?2 ORDER BY case_id LIMIT ?3",
-                )
-                .and_then(|mut s| {
-                    s.query_map(params![connection.as_str(), after, limit], |r| {
-                        Ok((r.get(0)?, r.get(1)?))
-                    })?
-                    .collect()
-                })
-                .map_err(sql_error(format!(
-                    "exporting the data points of connection {connection}"
-                )))?;
-            rows.into_iter()
-                .map(|(case, body)| {
-                    let key = format!("{connection}/{case}");
-                    let d = RowDecoder {
-                        table: "data_points",
-                        key: &key,
-                    };
-                    Ok((d.parse("case_id", &case, CaseId::parse)?, body))
-                })
-                .collect()
         })
         .await
     }
@@ -930,61 +563,5 @@ impl SqliteStore {
                 .collect()
         })
         .await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use casesync_core::data_point::{ContentSource, Participant};
-    use chrono::TimeZone;
-
-    fn sample() -> DataPoint {
-        let connection_id = ConnectionId::parse("conn_0123456789abcdef0123456789abcdef").unwrap();
-        let case_id = CaseId::parse("500xx000003DHb0AAG").unwrap();
-        DataPoint {
-            id: DataPoint::id_for(&connection_id, &case_id),
-            connection_id,
-            channel: ChannelName::parse("support").unwrap(),
-            case_id,
-            case_number: "00001026".into(),
-            subject: Some("Drucker brennt — «ünïcödé» \"quoted\" \\ back\nslash".into()),
-            status: "Closed".into(),
-            priority: None,
-            origin: Some("Email".into()),
-            case_type: None,
-            created_date: Utc.with_ymd_and_hms(2024, 3, 1, 9, 15, 2).unwrap(),
-            system_modstamp: Utc.timestamp_millis_opt(1_709_571_600_123).unwrap(),
-            salesforce_link: "https://acme.my.salesforce.com/lightning/r/Case/x/view".into(),
-            participant: Participant::default(),
-            content_source: ContentSource::Description,
-            conversation: vec![],
-        }
-    }
-
-    #[test]
-    fn the_stored_hash_is_the_core_content_hash() {
-        let p = sample();
-        let mut e = EncodedPoint::new(&p).unwrap();
-        e.hash();
-        assert_eq!(e.hash, p.content_hash());
-        assert_eq!(serde_json::from_str::<DataPoint>(&e.body).unwrap(), p);
-    }
-
-    #[test]
-    fn decide_is_data_point_supersedes() {
-        let p = sample();
-        let hash = p.content_hash();
-        let t = p.system_modstamp;
-        let second = TimeDelta::seconds(1);
-        for stored_modstamp in [t - second, t, t + second] {
-            for stored_hash in [hash.as_str(), "something else"] {
-                assert_eq!(
-                    decide(t, &hash, stored_modstamp, stored_hash),
-                    p.supersedes(stored_modstamp, stored_hash),
-                    "{stored_modstamp} {stored_hash}"
-                );
-            }
-        }
     }
 }
