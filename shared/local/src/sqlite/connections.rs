@@ -1,7 +1,7 @@
-//! Connections, their cursors, leases and run history in the `connections` and `sync_runs`
-//! tables: [`ConnectionReader`], [`ConnectionWriter`], [`StateWriter`], [`CursorStore`],
-//! [`RunRecorder`] and [`LeaseStore`] of [`SqliteStore`], with the semantics every store
-//! follows (the store contract tests hold each adapter to them).
+//! Connections and their cursors in the `connections` table: [`ConnectionReader`],
+//! [`ConnectionWriter`], [`StateWriter`] and [`CursorStore`] of [`SqliteStore`], with the
+//! semantics every store follows (the store contract tests hold each adapter to them). Leases
+//! live on the same rows (`leases.rs`), run records too, with their history (`runs.rs`).
 
 use async_trait::async_trait;
 use casesync_core::domain::{
@@ -9,11 +9,11 @@ use casesync_core::domain::{
     ConnectionState, Cursor, InstanceUrl, LoginUrl, QueueScope, SyncReport,
 };
 use casesync_core::ports::*;
-use chrono::{DateTime, Utc};
+
 use rusqlite::{Connection as Db, ErrorCode, OptionalExtension, Row, TransactionBehavior, params};
 
 use super::codec::{CorruptRow, RowDecoder, json, timestamp};
-use super::{Lease, RunHistoryEntry, SqliteStore, sql_error};
+use super::{SqliteStore, sql_error};
 
 const CONNECTION_COLUMNS: &str = "id, channel, login_url, instance_url, api_version, scope, \
      backfill, state, state_reason, cursor_modstamp, cursor_case_id, created_at, \
@@ -108,7 +108,7 @@ fn decode_cursor(
     })
 }
 
-fn not_found(id: &ConnectionId) -> StoreError {
+pub(super) fn not_found(id: &ConnectionId) -> StoreError {
     StoreError::ConnectionNotFound(id.clone())
 }
 
@@ -356,211 +356,6 @@ impl CursorStore for SqliteStore {
             })
             .map_err(err())?;
             tx.commit().map_err(err())
-        })
-        .await
-    }
-}
-
-#[async_trait]
-impl RunRecorder for SqliteStore {
-    /// Sets `last_run` and `failures` (and `last_lookback_at` when the run swept the lookback)
-    /// and appends the run to the `sync_runs` history, in one transaction.
-    async fn record_run(&self, id: &ConnectionId, run: &RunRecord) -> StoreResult<()> {
-        let id = id.clone();
-        let report = json("the run report", &run.report)?;
-        let failures = json("the failures", &run.failures)?;
-        let failure_count = run.failures.len() as i64;
-        let swept = run.lookback_swept_at.map(timestamp);
-        let outcome = run.report.outcome.as_str();
-        let started = timestamp(run.report.started_at);
-        let finished = timestamp(run.report.finished_at);
-        self.write(move |db, _| {
-            let err = || sql_error(format!("recording a run of connection {id}"));
-            let tx = db
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(err())?;
-            let changed = tx
-                .execute(
-                    "UPDATE connections SET last_run = ?2, failures = ?3, \
-                     last_lookback_at = COALESCE(?4, last_lookback_at) WHERE id = ?1",
-                    params![id.as_str(), report, failures, swept],
-                )
-                .map_err(err())?;
-            if changed == 0 {
-                return Err(not_found(&id));
-            }
-            tx.execute(
-                "INSERT INTO sync_runs (connection_id, outcome, started_at, finished_at, \
-                 failures, report) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![
-                    id.as_str(),
-                    outcome,
-                    started,
-                    finished,
-                    failure_count,
-                    report
-                ],
-            )
-            .map_err(err())?;
-            tx.commit().map_err(err())
-        })
-        .await
-    }
-
-    async fn save_failures(&self, id: &ConnectionId, failures: &[CaseFailure]) -> StoreResult<()> {
-        let id = id.clone();
-        let failures = json("the failures", &failures)?;
-        self.write(move |db, _| {
-            let changed = db
-                .execute(
-                    "UPDATE connections SET failures = ?2 WHERE id = ?1",
-                    params![id.as_str(), failures],
-                )
-                .map_err(sql_error(format!("saving the failures of connection {id}")))?;
-            if changed == 0 {
-                return Err(not_found(&id));
-            }
-            Ok(())
-        })
-        .await
-    }
-}
-
-#[async_trait]
-impl LeaseStore for SqliteStore {
-    /// Takes the lease when nobody holds it, `holder` already does, or the holder's lease has
-    /// expired (`until <= now`). The lease lives on the connection's row: a connection that
-    /// does not exist is `ConnectionNotFound`, as in every store.
-    async fn try_acquire_lease(
-        &self,
-        id: &ConnectionId,
-        holder: &str,
-        now: DateTime<Utc>,
-        until: DateTime<Utc>,
-    ) -> StoreResult<bool> {
-        let id = id.clone();
-        let holder = holder.to_owned();
-        self.write(move |db, _| {
-            let err = || sql_error(format!("taking the lease of connection {id}"));
-            let tx = db
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(err())?;
-            // One conditional update: fixed-width timestamps compare as text.
-            let taken = tx
-                .execute(
-                    "UPDATE connections SET lease_holder = ?2, lease_until = ?3 WHERE id = ?1 \
-                     AND (lease_holder IS NULL OR lease_until IS NULL OR lease_holder = ?2 \
-                          OR lease_until <= ?4)",
-                    params![id.as_str(), holder, timestamp(until), timestamp(now)],
-                )
-                .map_err(err())?;
-            if taken == 1 {
-                tx.commit().map_err(err())?;
-                return Ok(true);
-            }
-            let exists = tx
-                .query_row(
-                    "SELECT 1 FROM connections WHERE id = ?1",
-                    [id.as_str()],
-                    |_| Ok(()),
-                )
-                .optional()
-                .map_err(err())?
-                .is_some();
-            if exists {
-                Ok(false)
-            } else {
-                Err(not_found(&id))
-            }
-        })
-        .await
-    }
-
-    async fn release_lease(&self, id: &ConnectionId, holder: &str) -> StoreResult<()> {
-        let id = id.clone();
-        let holder = holder.to_owned();
-        self.write(move |db, _| {
-            let err = || sql_error(format!("releasing the lease of connection {id}"));
-            let tx = db
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(err())?;
-            tx.execute(
-                "UPDATE connections SET lease_holder = NULL, lease_until = NULL \
-                 WHERE id = ?1 AND lease_holder = ?2",
-                params![id.as_str(), holder],
-            )
-            .map_err(err())?;
-            tx.commit().map_err(err())
-        })
-        .await
-    }
-}
-
-impl SqliteStore {
-    /// The current lease of a connection, if someone took one (it may have expired).
-    pub async fn lease(&self, id: &ConnectionId) -> StoreResult<Option<Lease>> {
-        let id = id.clone();
-        self.read(move |db| {
-            let row: Option<(Option<String>, Option<String>)> = db
-                .query_row(
-                    "SELECT lease_holder, lease_until FROM connections WHERE id = ?1",
-                    [id.as_str()],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()
-                .map_err(sql_error(format!("reading the lease of connection {id}")))?;
-            let d = RowDecoder {
-                table: "connections",
-                key: id.as_str(),
-            };
-            match row {
-                Some((Some(holder), Some(until))) => Ok(Some(Lease {
-                    holder,
-                    until: d.timestamp("lease_until", &until)?,
-                })),
-                _ => Ok(None),
-            }
-        })
-        .await
-    }
-
-    /// The last `limit` recorded runs of a connection, newest first.
-    pub async fn list_runs(
-        &self,
-        id: &ConnectionId,
-        limit: usize,
-    ) -> StoreResult<Vec<RunHistoryEntry>> {
-        let id = id.clone();
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.read(move |db| {
-            let rows: Vec<(i64, String, i64)> = db
-                .prepare_cached(
-                    "SELECT seq, report, failures FROM sync_runs WHERE connection_id = ?1 \
-                     ORDER BY seq DESC LIMIT ?2",
-                )
-                .and_then(|mut s| {
-                    s.query_map(params![id.as_str(), limit], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                    })?
-                    .collect()
-                })
-                .map_err(sql_error(format!("listing the runs of connection {id}")))?;
-            rows.into_iter()
-                .map(|(seq, report, failures)| {
-                    let key = format!("{id}#{seq}");
-                    let d = RowDecoder {
-                        table: "sync_runs",
-                        key: &key,
-                    };
-                    Ok(RunHistoryEntry {
-                        seq,
-                        connection_id: id.clone(),
-                        report: d.json("report", &report)?,
-                        failures: u64::try_from(failures)
-                            .map_err(|_| d.corrupt("failures", "negative"))?,
-                    })
-                })
-                .collect()
         })
         .await
     }

@@ -24,6 +24,8 @@ mod auth_states;
 mod codec;
 mod connections;
 mod data_points;
+mod leases;
+mod runs;
 mod schema;
 
 use std::path::{Path, PathBuf};
