@@ -16,8 +16,8 @@ use casesync_core::domain::{
     SyncReport,
 };
 use casesync_core::ports::{
-    AuthStateStore, ConnectionStore, DataPointStore, PendingAuthorization, RunRecord, SecretStore,
-    StoreError, UpsertCounts,
+    AuthStateStore, ChangeFeed, ChangeQuery, ConnectionStore, DataPointStore, PendingAuthorization,
+    RunRecord, SecretStore, StoreError, UpsertCounts,
 };
 use chrono::{DateTime, TimeDelta, Utc};
 use secrecy::{ExposeSecret, SecretString};
@@ -29,6 +29,7 @@ struct Stores {
     points: Arc<dyn DataPointStore>,
     auth_states: Arc<dyn AuthStateStore>,
     secrets: Arc<dyn SecretStore>,
+    feed: Arc<dyn ChangeFeed>,
     _keep: Box<dyn std::any::Any + Send>,
 }
 
@@ -40,8 +41,9 @@ async fn sqlite() -> Stores {
     Stores {
         connections: store.clone(),
         points: store.clone(),
-        auth_states: store,
+        auth_states: store.clone(),
         secrets: Arc::new(stores.secrets),
+        feed: store,
         _keep: Box::new(dir),
     }
 }
@@ -50,15 +52,17 @@ async fn dynamodb() -> Stores {
     let aws = casesync_aws::testing::moto().await;
     let names = aws.tables("contract").await;
     let dynamodb = aws.dynamodb();
+    let points = Arc::new(casesync_aws::DynamoDataPointStore::new(
+        dynamodb.clone(),
+        &names.tables.data_points,
+    ));
     Stores {
         connections: Arc::new(casesync_aws::DynamoConnectionStore::new(
             dynamodb.clone(),
             &names.tables.connections,
         )),
-        points: Arc::new(casesync_aws::DynamoDataPointStore::new(
-            dynamodb.clone(),
-            &names.tables.data_points,
-        )),
+        points: points.clone(),
+        feed: points,
         auth_states: Arc::new(casesync_aws::DynamoAuthStateStore::new(
             dynamodb,
             &names.tables.auth_states,
@@ -77,7 +81,8 @@ async fn memory() -> Stores {
         connections: store.clone(),
         points: store.clone(),
         auth_states: store.clone(),
-        secrets: store,
+        secrets: store.clone(),
+        feed: store,
         _keep: Box::new(()),
     }
 }
@@ -113,6 +118,9 @@ contract!(
     a_five_megabyte_thread_round_trips_intact,
     an_auth_state_is_taken_once,
     secrets_are_stored_replaced_and_deleted,
+    a_channel_lists_its_points_in_the_order_they_last_changed,
+    the_change_order_is_filtered_and_bounded,
+    bodies_and_ids_give_the_stored_contract_json,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -775,4 +783,172 @@ async fn secrets_are_stored_replaced_and_deleted(s: Stores) {
     assert_eq!(read(id.clone()).await, None);
     s.secrets.delete_refresh_token(&id).await.unwrap();
     assert_eq!(read(other).await.as_deref(), Some("5Aep861-other"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The change feed
+
+fn query(channel: &str) -> ChangeQuery {
+    ChangeQuery {
+        channel: ChannelName::parse(channel).expect("valid"),
+        connection: None,
+        after: None,
+        since: None,
+        until: Utc::now() + TimeDelta::minutes(1),
+        limit: 100,
+    }
+}
+
+fn in_channel(mut p: DataPoint, channel: &str) -> DataPoint {
+    p.channel = ChannelName::parse(channel).expect("valid");
+    p
+}
+
+async fn a_channel_lists_its_points_in_the_order_they_last_changed(s: Stores) {
+    let a = ConnectionId::new_random();
+    let b = ConnectionId::new_random();
+    // Writes one after the other (points written in one call may share a stamp and are then
+    // ordered by id); points of another channel in between.
+    let first: Vec<DataPoint> = (0..3)
+        .map(|i| point(&a, &case(i), "2024-03-04T17:00:00Z", "v1"))
+        .collect();
+    for p in &first {
+        s.points.upsert_data_points(std::slice::from_ref(p)).await.unwrap();
+    }
+    s.points
+        .upsert_data_points(&[in_channel(
+            point(&b, &case(9), "2024-03-04T17:00:00Z", "elsewhere"),
+            "Billing",
+        )])
+        .await
+        .unwrap();
+    let second = point(&b, &case(5), "2024-03-04T17:00:00Z", "v1");
+    s.points
+        .upsert_data_points(std::slice::from_ref(&second))
+        .await
+        .unwrap();
+    // A content update moves case 1 to the end; an unchanged rewrite of case 2 does not move it.
+    let updated = point(&a, &case(1), "2024-03-04T18:00:00Z", "v2");
+    s.points
+        .upsert_data_points(&[updated.clone(), first[2].clone()])
+        .await
+        .unwrap();
+
+    let entries = s.feed.changes(&query("Support")).await.unwrap();
+    let order: Vec<&str> = entries.iter().map(|e| e.case_id.as_str()).collect();
+    assert_eq!(
+        order,
+        vec![
+            case(0).as_str(),
+            case(2).as_str(),
+            case(5).as_str(),
+            case(1).as_str()
+        ]
+    );
+    assert!(
+        entries.windows(2).all(|w| w[0].position < w[1].position),
+        "strictly increasing positions"
+    );
+    assert_eq!(entries[3].position.id, updated.id);
+    assert_eq!(entries[2].connection_id, b);
+    let billing = s.feed.changes(&query("Billing")).await.unwrap();
+    assert_eq!(billing.len(), 1);
+    assert_eq!(billing[0].case_id, case(9));
+}
+
+async fn the_change_order_is_filtered_and_bounded(s: Stores) {
+    let a = ConnectionId::new_random();
+    let b = ConnectionId::new_random();
+    for i in 0..4 {
+        let conn = if i % 2 == 0 { &a } else { &b };
+        s.points
+            .upsert_data_points(&[point(conn, &case(i), "2024-03-04T17:00:00Z", "v1")])
+            .await
+            .unwrap();
+    }
+    let all = s.feed.changes(&query("Support")).await.unwrap();
+    assert_eq!(all.len(), 4);
+
+    // After a position: strictly after.
+    let mut q = query("Support");
+    q.after = Some(all[1].position.clone());
+    let after = s.feed.changes(&q).await.unwrap();
+    assert_eq!(after, all[2..].to_vec());
+    // Since an instant: at or after it.
+    let mut q = query("Support");
+    q.since = Some(all[2].position.changed_at);
+    let since = s.feed.changes(&q).await.unwrap();
+    assert_eq!(since.first(), Some(&all[2]));
+    assert!(!since.contains(&all[1]));
+    // Until: strictly before.
+    let mut q = query("Support");
+    q.until = all[3].position.changed_at;
+    assert!(!s.feed.changes(&q).await.unwrap().contains(&all[3]));
+    let mut q = query("Support");
+    q.until = Utc::now() - TimeDelta::hours(1);
+    assert_eq!(s.feed.changes(&q).await.unwrap(), vec![]);
+    // One connection's points.
+    let mut q = query("Support");
+    q.connection = Some(b.clone());
+    let of_b = s.feed.changes(&q).await.unwrap();
+    assert_eq!(of_b, vec![all[1].clone(), all[3].clone()]);
+    // A limit.
+    let mut q = query("Support");
+    q.limit = 3;
+    assert_eq!(s.feed.changes(&q).await.unwrap(), all[..3].to_vec());
+    q.limit = 0;
+    assert_eq!(s.feed.changes(&q).await.unwrap(), vec![]);
+}
+
+async fn bodies_and_ids_give_the_stored_contract_json(s: Stores) {
+    let conn = ConnectionId::new_random();
+    let mut quoted = point(
+        &conn,
+        &case(1),
+        "2024-03-04T17:00:00Z",
+        "\"quotes\" and \\ slashes",
+    );
+    quoted
+        .conversation
+        .push(message(1, "«ünïcödé» \u{0007} <b>bold</b>".into()));
+    let plain = point(&conn, &case(2), "2024-03-04T17:00:00Z", "plain");
+    s.points
+        .upsert_data_points(&[quoted.clone(), plain.clone()])
+        .await
+        .unwrap();
+    let entries = s.feed.changes(&query("Support")).await.unwrap();
+    assert_eq!(entries.len(), 2);
+    let bodies = s.feed.bodies(&entries).await.unwrap();
+    let expected = |p: &DataPoint| String::from_utf8(p.encode().json).unwrap();
+    assert_eq!(bodies.len(), 2);
+    for (b, e) in bodies.iter().zip(&entries) {
+        assert_eq!(b.entry.case_id, e.case_id, "in the order asked");
+        let p = if e.case_id == case(1) { &quoted } else { &plain };
+        assert_eq!(b.json, expected(p), "exactly the bytes the encoder wrote");
+        assert_eq!(
+            b.entry.escaped_len,
+            casesync_core::data_point::escaped_len(b.json.as_bytes())
+        );
+    }
+    let by_id = s
+        .feed
+        .by_id(&quoted.id)
+        .await
+        .unwrap()
+        .expect("found by id");
+    assert_eq!(by_id.json, expected(&quoted));
+    assert_eq!(by_id.entry.case_id, case(1));
+    assert!(
+        s.feed
+            .by_id("00000000-0000-0000-0000-000000000000")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Deleted points are gone from bodies and ids.
+    s.points.delete_data_points(&conn).await.unwrap();
+    assert_eq!(s.feed.bodies(&entries).await.unwrap(), vec![]);
+    assert!(s.feed.by_id(&quoted.id).await.unwrap().is_none());
+    assert_eq!(s.feed.changes(&query("Support")).await.unwrap(), vec![]);
 }

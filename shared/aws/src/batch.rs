@@ -100,13 +100,24 @@ impl Batcher {
     /// Sends `requests` (puts and deletes; no two for the same key) in chunks of 25, in
     /// parallel. Returns when every request has been processed.
     pub async fn write(&self, requests: Vec<WriteRequest>) -> StoreResult<()> {
+        self.write_restamped(requests, None).await
+    }
+
+    /// [`Batcher::write`], calling `restamp` on every put item right before each attempt that
+    /// sends it (the first, and every retry of what DynamoDB left unprocessed): a stamp taken
+    /// then tells when the write was made to within one attempt.
+    pub async fn write_restamped(
+        &self,
+        requests: Vec<WriteRequest>,
+        restamp: Option<&(dyn Fn(&mut Item) -> StoreResult<()> + Send + Sync)>,
+    ) -> StoreResult<()> {
         let chunks: Vec<Vec<WriteRequest>> = requests
             .chunks(WRITE_CHUNK)
             .map(<[WriteRequest]>::to_vec)
             .collect();
         let calls: Vec<_> = chunks
             .into_iter()
-            .map(|chunk| self.write_chunk(chunk))
+            .map(|chunk| self.write_chunk(chunk, restamp))
             .collect();
         futures::stream::iter(calls)
             .buffer_unordered(self.tuning.concurrency.max(1))
@@ -115,9 +126,18 @@ impl Batcher {
         Ok(())
     }
 
-    async fn write_chunk(&self, mut requests: Vec<WriteRequest>) -> StoreResult<()> {
+    async fn write_chunk(
+        &self,
+        mut requests: Vec<WriteRequest>,
+        restamp: Option<&(dyn Fn(&mut Item) -> StoreResult<()> + Send + Sync)>,
+    ) -> StoreResult<()> {
         let mut delays = self.tuning.retry.delays();
         loop {
+            if let Some(restamp) = restamp {
+                for put in requests.iter_mut().filter_map(|r| r.put_request.as_mut()) {
+                    restamp(&mut put.item)?;
+                }
+            }
             self.metrics.batch_write(requests.len());
             let resp = self
                 .client

@@ -4,7 +4,6 @@
 use std::io::Write;
 
 use anyhow::anyhow;
-use casesync_core::data_point::DataPoint;
 use casesync_core::ports::{StoreError, StoreResult};
 
 use crate::error::corrupt;
@@ -31,11 +30,10 @@ pub(crate) fn compress(json: &[u8]) -> StoreResult<Vec<u8>> {
     enc.finish().map_err(fail)
 }
 
-pub(crate) fn decompress(what: &str, bytes: &[u8]) -> StoreResult<DataPoint> {
-    let json = zstd::stream::decode_all(bytes)
-        .map_err(|e| corrupt(what, format_args!("body does not decompress: {e}")))?;
-    serde_json::from_slice(&json)
-        .map_err(|e| corrupt(what, format_args!("body is not a data point: {e}")))
+/// The stored contract JSON, as it was written.
+pub(crate) fn decompress_json(what: &str, bytes: &[u8]) -> StoreResult<Vec<u8>> {
+    zstd::stream::decode_all(bytes)
+        .map_err(|e| corrupt(what, format_args!("body does not decompress: {e}")))
 }
 
 /// The sort key of part `index` of part set `set` of a Case: `<case id>#<set>#<index>`. `#`
@@ -58,7 +56,7 @@ mod tests {
     #[test]
     fn a_body_of_the_wrong_parts_fails_loudly() {
         let bytes = b"not a zstd frame".to_vec();
-        assert!(decompress("x", &bytes).is_err());
+        assert!(decompress_json("x", &bytes).is_err());
     }
 
     #[test]

@@ -7,12 +7,13 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{DeleteRequest, PutRequest, Select, WriteRequest};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 
 use casesync_core::data_point::{self, DataPoint, EncodedDataPoint, Supersedes};
 use casesync_core::domain::{CaseId, ConnectionId};
 use casesync_core::ports::{
-    DataPointDeleter, DataPointReader, DataPointWriter, StoreResult, UpsertCounts,
+    Clock, DataPointDeleter, DataPointReader, DataPointWriter, StoreResult, SystemClock,
+    UpsertCounts,
 };
 
 use crate::batch::{Batcher, Projection};
@@ -24,20 +25,41 @@ use crate::time;
 use crate::tuning::Tuning;
 
 // Attribute names.
-const CONNECTION_ID: &str = "connection_id";
-const CASE_ID: &str = "case_id";
-const ID: &str = "id";
-const SYSTEM_MODSTAMP: &str = "system_modstamp";
-const CONTENT_HASH: &str = "content_hash";
-const BODY: &str = "body";
-const PARTS: &str = "parts";
-const PART_SET: &str = "part_set";
-const PART_OF: &str = "part_of";
+pub(crate) const CONNECTION_ID: &str = "connection_id";
+pub(crate) const CASE_ID: &str = "case_id";
+pub(crate) const ID: &str = "id";
+pub(crate) const SYSTEM_MODSTAMP: &str = "system_modstamp";
+pub(crate) const CONTENT_HASH: &str = "content_hash";
+pub(crate) const BODY: &str = "body";
+pub(crate) const PARTS: &str = "parts";
+pub(crate) const PART_SET: &str = "part_set";
+pub(crate) const PART_OF: &str = "part_of";
+pub(crate) const CHANNEL: &str = "channel";
+pub(crate) const CASE_NUMBER: &str = "case_number";
+/// `<change stamp, fixed-width µs>#<data point id>`: the sort key of [`CHANGE_INDEX`].
+pub(crate) const CHANGED: &str = "changed";
+pub(crate) const ESCAPED_LEN: &str = "escaped_len";
 
-/// The `data_points` table: [`DataPointWriter`], [`DataPointReader`], [`DataPointDeleter`].
+/// The index of a channel's data points by last change: partition key `channel`, sort key
+/// `changed`, projecting the table's keys and `escaped_len`.
+pub const CHANGE_INDEX: &str = "by_change";
+/// The index of data points by id: partition key `id`, keys only.
+pub const ID_INDEX: &str = "by_id";
+
+/// How long after its change stamp a write can still become visible in [`CHANGE_INDEX`]: a
+/// write attempt is stamped right before it is sent and the functions' DynamoDB client gives up
+/// on an operation after 20 s (`Wiring`), clocks of Lambda hosts agree to well under a second
+/// (Amazon Time Sync), and a global secondary index follows its table within a second under
+/// normal conditions. A minute covers them with room to spare.
+pub const CHANGE_VISIBILITY_LAG: TimeDelta = TimeDelta::seconds(60);
+
+/// The `data_points` table: [`DataPointWriter`], [`DataPointReader`], [`DataPointDeleter`], and
+/// the change feed ([`casesync_core::ports::ChangeFeed`], in `changes.rs`).
 #[derive(Clone)]
 pub struct DynamoDataPointStore {
-    batch: Batcher,
+    pub(crate) batch: Batcher,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) visibility_lag: TimeDelta,
 }
 
 impl std::fmt::Debug for DynamoDataPointStore {
@@ -53,7 +75,7 @@ type Key = (String, String);
 
 /// What a head says about the stored version.
 #[derive(Debug, Clone, PartialEq)]
-struct StoredHead {
+pub(crate) struct StoredHead {
     modstamp: DateTime<Utc>,
     hash: String,
     parts: Option<PartSet>,
@@ -90,7 +112,22 @@ impl DynamoDataPointStore {
                 metrics: Arc::new(Metrics::new()),
                 tuning: Tuning::default(),
             },
+            clock: Arc::new(SystemClock),
+            visibility_lag: CHANGE_VISIBILITY_LAG,
         }
+    }
+
+    /// Stamps changes with `clock` (tests).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Readers of the change feed stay `lag` behind now (tests against moto, whose index is
+    /// updated with the write, use less than [`CHANGE_VISIBILITY_LAG`]).
+    pub fn with_visibility_lag(mut self, lag: TimeDelta) -> Self {
+        self.visibility_lag = lag;
+        self
     }
 
     /// Counts this store's calls into `metrics` (shared with other adapters, if you like).
@@ -112,11 +149,11 @@ impl DynamoDataPointStore {
         &self.batch.table
     }
 
-    fn client(&self) -> &Client {
+    pub(crate) fn client(&self) -> &Client {
         &self.batch.client
     }
 
-    fn key_item(connection: &str, case: &str) -> Item {
+    pub(crate) fn key_item(connection: &str, case: &str) -> Item {
         Item::from([
             (CONNECTION_ID.to_owned(), s(connection)),
             (CASE_ID.to_owned(), s(case)),
@@ -168,11 +205,19 @@ impl DynamoDataPointStore {
             (CONNECTION_ID.to_owned(), s(point.connection_id.as_str())),
             (CASE_ID.to_owned(), s(point.case_id.as_str())),
             (ID.to_owned(), s(&point.id)),
+            (CHANNEL.to_owned(), s(point.channel.as_str())),
+            (CASE_NUMBER.to_owned(), s(&point.case_number)),
             (
                 SYSTEM_MODSTAMP.to_owned(),
                 s(time::fixed_ms(&point.system_modstamp)?),
             ),
             (CONTENT_HASH.to_owned(), s(&encoded.hash)),
+            (
+                ESCAPED_LEN.to_owned(),
+                n(data_point::escaped_len(&encoded.json)),
+            ),
+            // Stamped when the write is sent (see `stamp_change`).
+            (CHANGED.to_owned(), s("")),
         ]);
         let mut part_items = Vec::new();
         if body.len() <= INLINE_LIMIT {
@@ -223,8 +268,24 @@ impl DynamoDataPointStore {
 
     /// Turns head items into data points, fetching and reassembling split bodies.
     async fn decode(&self, heads: Vec<Item>) -> StoreResult<Vec<DataPoint>> {
+        let bodies = self.bodies_of(&heads).await?;
+        heads
+            .iter()
+            .zip(bodies)
+            .map(|(item, json)| {
+                let a = Attrs::new(item, "data point head");
+                let what = format!("data point {}/{}", a.s(CONNECTION_ID)?, a.s(CASE_ID)?);
+                serde_json::from_slice(&json)
+                    .map_err(|e| corrupt(&what, format_args!("body is not a data point: {e}")))
+            })
+            .collect()
+    }
+
+    /// The stored contract JSON of each head, in order: inline bodies decompressed, split ones
+    /// fetched (one `BatchGetItem` for all their parts) and reassembled.
+    pub(crate) async fn bodies_of(&self, heads: &[Item]) -> StoreResult<Vec<Vec<u8>>> {
         let mut part_keys = Vec::new();
-        for item in &heads {
+        for item in heads {
             let head = parse_head(item)?;
             if let Some(set) = &head.parts {
                 let a = Attrs::new(item, "data point head");
@@ -250,7 +311,7 @@ impl DynamoDataPointStore {
                 let what = format!("data point {c}/{k}");
                 let head = parse_head(item)?;
                 match &head.parts {
-                    None => body::decompress(&what, Attrs::new(item, &what).b(BODY)?),
+                    None => body::decompress_json(&what, Attrs::new(item, &what).b(BODY)?),
                     Some(set) => {
                         let mut bytes = Vec::with_capacity(set.count * PART_SIZE);
                         for i in 0..set.count {
@@ -260,11 +321,23 @@ impl DynamoDataPointStore {
                             })?;
                             bytes.extend_from_slice(part);
                         }
-                        body::decompress(&what, &bytes)
+                        body::decompress_json(&what, &bytes)
                     }
                 }
             })
             .collect()
+    }
+
+    /// Sets a head's change stamp to now: `<now, fixed-width µs>#<id>`. Called right before
+    /// each attempt to write it.
+    pub(crate) fn stamp_change(&self, item: &mut Item) -> StoreResult<()> {
+        if !item.contains_key(CHANGED) {
+            return Ok(());
+        }
+        let id = Attrs::new(item, "data point head").s(ID)?.to_owned();
+        let stamp = time::fixed_us(&self.clock.now())?;
+        item.insert(CHANGED.to_owned(), s(format!("{stamp}#{id}")));
+        Ok(())
     }
 
     /// Pages through a connection's items with `Query`.
@@ -314,7 +387,7 @@ impl DynamoDataPointStore {
     }
 }
 
-fn parse_head(item: &Item) -> StoreResult<StoredHead> {
+pub(crate) fn parse_head(item: &Item) -> StoreResult<StoredHead> {
     let a = Attrs::new(item, "data point head");
     let parts = match (a.opt_s(PART_SET)?, a.opt_n(PARTS)?) {
         (Some(id), Some(count)) => Some(PartSet {
@@ -422,7 +495,8 @@ impl DataPointWriter for DynamoDataPointStore {
             .iter()
             .map(|p| put_request(p.head.clone()))
             .collect();
-        self.batch.write(head_puts).await?;
+        let stamp = |item: &mut Item| self.stamp_change(item);
+        self.batch.write_restamped(head_puts, Some(&stamp)).await?;
 
         let cleanup: Vec<WriteRequest> = planned
             .iter()
@@ -450,7 +524,7 @@ impl DataPointWriter for DynamoDataPointStore {
     }
 }
 
-fn put_request(item: Item) -> WriteRequest {
+pub(crate) fn put_request(item: Item) -> WriteRequest {
     WriteRequest::builder()
         .put_request(
             PutRequest::builder()

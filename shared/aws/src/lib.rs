@@ -136,6 +136,7 @@
 mod auth_states;
 mod batch;
 mod body;
+mod changes;
 pub mod config;
 mod connections;
 mod data_points;
@@ -156,7 +157,7 @@ pub mod testing;
 pub use auth_states::DynamoAuthStateStore;
 pub use config::Env;
 pub use connections::DynamoConnectionStore;
-pub use data_points::DynamoDataPointStore;
+pub use data_points::{CHANGE_INDEX, CHANGE_VISIBILITY_LAG, DynamoDataPointStore, ID_INDEX};
 pub use metrics::{Metrics, MetricsSnapshot};
 pub use provision::{ProvisionError, QueueOptions, QueueUrls, create_queue, create_tables};
 pub use queue::{REASON_ATTRIBUTE, Received, SOURCE_ID_ATTRIBUTE, SqsWorkQueue, deduplication_id};

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, TableStatus,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType, TableStatus,
     TimeToLiveSpecification,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
@@ -32,13 +33,24 @@ fn failed(what: impl Into<String>) -> impl FnOnce(anyhow::Error) -> ProvisionErr
 /// | `connections` | `connection_id` (S) | | |
 /// | `data_points` | `connection_id` (S) | `case_id` (S) | |
 /// | `auth_states` | `state` (S) | | `expires_at` |
+///
+/// `data_points` also has its two global secondary indexes ([`crate::CHANGE_INDEX`]:
+/// `channel` (S) / `changed` (S), projecting `escaped_len`; [`crate::ID_INDEX`]: `id` (S), keys
+/// only) and a stream of new and old images (the change events).
 pub async fn create_tables(
     client: &aws_sdk_dynamodb::Client,
     names: &TableNames,
 ) -> Result<(), ProvisionError> {
-    create_table(client, &names.connections, "connection_id", None).await?;
-    create_table(client, &names.data_points, "connection_id", Some("case_id")).await?;
-    create_table(client, &names.auth_states, "state", None).await?;
+    create_table(client, &names.connections, "connection_id", None, None).await?;
+    create_table(
+        client,
+        &names.data_points,
+        "connection_id",
+        Some("case_id"),
+        Some(data_point_indexes),
+    )
+    .await?;
+    create_table(client, &names.auth_states, "state", None, None).await?;
     client
         .update_time_to_live()
         .table_name(&names.auth_states)
@@ -55,11 +67,64 @@ pub async fn create_tables(
     Ok(())
 }
 
+type Builder = aws_sdk_dynamodb::operation::create_table::builders::CreateTableFluentBuilder;
+
+fn s_attribute(name: &str) -> Result<AttributeDefinition, anyhow::Error> {
+    Ok(AttributeDefinition::builder()
+        .attribute_name(name)
+        .attribute_type(ScalarAttributeType::S)
+        .build()?)
+}
+
+fn key(name: &str, key_type: KeyType) -> Result<KeySchemaElement, anyhow::Error> {
+    Ok(KeySchemaElement::builder()
+        .attribute_name(name)
+        .key_type(key_type)
+        .build()?)
+}
+
+/// The data points table's indexes and stream, as the SAM template declares them.
+fn data_point_indexes(request: Builder) -> Result<Builder, anyhow::Error> {
+    let by_change = GlobalSecondaryIndex::builder()
+        .index_name(crate::CHANGE_INDEX)
+        .key_schema(key("channel", KeyType::Hash)?)
+        .key_schema(key("changed", KeyType::Range)?)
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::Include)
+                .non_key_attributes("escaped_len")
+                .build(),
+        )
+        .build()?;
+    let by_id = GlobalSecondaryIndex::builder()
+        .index_name(crate::ID_INDEX)
+        .key_schema(key("id", KeyType::Hash)?)
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::KeysOnly)
+                .build(),
+        )
+        .build()?;
+    Ok(request
+        .attribute_definitions(s_attribute("channel")?)
+        .attribute_definitions(s_attribute("changed")?)
+        .attribute_definitions(s_attribute("id")?)
+        .global_secondary_indexes(by_change)
+        .global_secondary_indexes(by_id)
+        .stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::NewAndOldImages)
+                .build()?,
+        ))
+}
+
 async fn create_table(
     client: &aws_sdk_dynamodb::Client,
     name: &str,
     partition: &str,
     sort: Option<&str>,
+    extra: Option<fn(Builder) -> Result<Builder, anyhow::Error>>,
 ) -> Result<(), ProvisionError> {
     let fail = |e: anyhow::Error| failed(format!("table {name}"))(e);
     let mut request = client
@@ -83,6 +148,9 @@ async fn create_table(
                     .build()
                     .map_err(|e| fail(e.into()))?,
             );
+    }
+    if let Some(extra) = extra {
+        request = extra(request).map_err(fail)?;
     }
     request.send().await.map_err(|e| fail(e.into()))?;
     for _ in 0..120 {

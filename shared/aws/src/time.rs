@@ -19,6 +19,17 @@ pub(crate) fn fixed_ms(t: &DateTime<Utc>) -> Result<String, StoreError> {
     Ok(t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
 }
 
+/// Fixed-width RFC 3339 in UTC with microseconds (`2024-03-04T17:00:00.000000Z`): change stamps,
+/// which order the read API and must tell apart writes a few microseconds apart.
+pub(crate) fn fixed_us(t: &DateTime<Utc>) -> Result<String, StoreError> {
+    if !(0..=9999).contains(&chrono::Datelike::year(t)) {
+        return Err(StoreError::Unexpected(anyhow::anyhow!(
+            "timestamp {t} is outside years 0000-9999 and cannot be stored fixed-width"
+        )));
+    }
+    Ok(t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string())
+}
+
 /// Exact RFC 3339 (nanoseconds kept when present), for timestamps that are only read back.
 pub(crate) fn exact(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::AutoSi, true)

@@ -114,6 +114,14 @@ pub fn digest(json: &[u8]) -> String {
     blake3::hash(json).to_hex().to_string()
 }
 
+/// What `json` costs inside a JSON string: its length plus one escape byte for each `"` and
+/// `\` (a data point's JSON holds no raw control characters: serde_json escaped them). A page
+/// of the read API is such a string in the Lambda response, so its size is counted in these.
+pub fn escaped_len(json: &[u8]) -> u64 {
+    let escapes = json.iter().filter(|&&b| b == b'"' || b == b'\\').count();
+    (json.len() + escapes) as u64
+}
+
 /// [`DataPoint::supersedes`] with the digest already computed: stale when older, unchanged
 /// when the content is equal, an update otherwise.
 pub fn decide(

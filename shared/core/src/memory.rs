@@ -26,11 +26,35 @@ struct Inner {
     connections: BTreeMap<ConnectionId, Connection>,
     leases: HashMap<ConnectionId, (String, DateTime<Utc>)>,
     secrets: HashMap<ConnectionId, String>,
-    points: BTreeMap<(ConnectionId, CaseId), (DataPoint, String)>,
+    points: BTreeMap<(ConnectionId, CaseId), Stored>,
+    /// The last change stamp handed out: stamps only grow, as a single writer's would.
+    last_change: Option<DateTime<Utc>>,
     auth_states: HashMap<String, PendingAuthorization>,
     queue: VecDeque<WorkItem>,
     /// Writes that may still succeed before the simulated crash; `None` = no crash planned.
     writes_left: Option<u64>,
+}
+
+/// A stored data point, its digest, its change stamp and its contract JSON.
+struct Stored {
+    point: DataPoint,
+    hash: String,
+    changed_at: DateTime<Utc>,
+    json: String,
+}
+
+impl Stored {
+    fn entry(&self) -> ChangeEntry {
+        ChangeEntry {
+            position: ChangePosition {
+                changed_at: self.changed_at,
+                id: self.point.id.clone(),
+            },
+            connection_id: self.point.connection_id.clone(),
+            case_id: self.point.case_id.clone(),
+            escaped_len: crate::data_point::escaped_len(self.json.as_bytes()),
+        }
+    }
 }
 
 /// Every port in one in-memory store.
@@ -84,7 +108,7 @@ impl MemoryStore {
         self.lock()
             .points
             .values()
-            .map(|(p, _)| p.clone())
+            .map(|s| s.point.clone())
             .collect()
     }
 
@@ -294,17 +318,24 @@ impl DataPointWriter for MemoryStore {
         // One batch is one write: it lands whole or not at all, as a transaction would.
         Self::write_permit(&mut inner)?;
         let mut counts = UpsertCounts::default();
+        let now = Utc::now();
+        let changed_at = match inner.last_change {
+            Some(last) if last >= now => last + TimeDelta::microseconds(1),
+            _ => now,
+        };
+        inner.last_change = Some(changed_at);
         for p in points {
             let key = (p.connection_id.clone(), p.case_id.clone());
-            let hash = p.content_hash();
+            let encoded = p.encode();
+            let hash = encoded.hash;
             match inner.points.get(&key) {
                 None => counts.created += 1,
-                Some((stored, stored_hash)) => {
+                Some(stored) => {
                     match decide(
                         p.system_modstamp,
                         &hash,
-                        stored.system_modstamp,
-                        stored_hash,
+                        stored.point.system_modstamp,
+                        &stored.hash,
                     ) {
                         Supersedes::Update => counts.updated += 1,
                         Supersedes::Unchanged => {
@@ -319,7 +350,16 @@ impl DataPointWriter for MemoryStore {
                 }
             }
             self.point_writes.fetch_add(1, Ordering::Relaxed);
-            inner.points.insert(key, (p.clone(), hash));
+            let json = String::from_utf8(encoded.json).expect("serde_json writes UTF-8");
+            inner.points.insert(
+                key,
+                Stored {
+                    point: p.clone(),
+                    hash,
+                    changed_at,
+                    json,
+                },
+            );
         }
         Ok(counts)
     }
@@ -343,7 +383,7 @@ impl DataPointReader for MemoryStore {
             .lock()
             .points
             .get(&(connection.clone(), case.clone()))
-            .map(|(p, _)| p.clone()))
+            .map(|s| s.point.clone()))
     }
 
     async fn count_data_points(&self, connection: &ConnectionId) -> StoreResult<u64> {
@@ -367,8 +407,65 @@ impl DataPointReader for MemoryStore {
             .iter()
             .filter(|((c, case), _)| c == connection && after.is_none_or(|a| case > a))
             .take(limit)
-            .map(|(_, (p, _))| p.clone())
+            .map(|(_, s)| s.point.clone())
             .collect())
+    }
+}
+
+#[async_trait]
+impl ChangeFeed for MemoryStore {
+    /// Writes are visible when they return.
+    fn visibility_lag(&self) -> TimeDelta {
+        TimeDelta::zero()
+    }
+
+    async fn changes(&self, q: &ChangeQuery) -> StoreResult<Vec<ChangeEntry>> {
+        let inner = self.lock();
+        let mut entries: Vec<ChangeEntry> = inner
+            .points
+            .values()
+            .filter(|s| s.point.channel == q.channel)
+            .filter(|s| {
+                q.connection
+                    .as_ref()
+                    .is_none_or(|c| &s.point.connection_id == c)
+            })
+            .filter(|s| q.since.is_none_or(|since| s.changed_at >= since))
+            .filter(|s| s.changed_at < q.until)
+            .map(Stored::entry)
+            .filter(|e| q.after.as_ref().is_none_or(|a| &e.position > a))
+            .collect();
+        entries.sort_by(|a, b| a.position.cmp(&b.position));
+        entries.truncate(q.limit);
+        Ok(entries)
+    }
+
+    async fn bodies(&self, entries: &[ChangeEntry]) -> StoreResult<Vec<StoredJson>> {
+        let inner = self.lock();
+        Ok(entries
+            .iter()
+            .filter_map(|e| {
+                let s = inner
+                    .points
+                    .get(&(e.connection_id.clone(), e.case_id.clone()))?;
+                Some(StoredJson {
+                    entry: s.entry(),
+                    json: s.json.clone(),
+                })
+            })
+            .collect())
+    }
+
+    async fn by_id(&self, id: &str) -> StoreResult<Option<StoredJson>> {
+        Ok(self
+            .lock()
+            .points
+            .values()
+            .find(|s| s.point.id == id)
+            .map(|s| StoredJson {
+                entry: s.entry(),
+                json: s.json.clone(),
+            }))
     }
 }
 

@@ -4,7 +4,7 @@
 //! (`casesync-aws`).
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
@@ -183,6 +183,67 @@ pub trait DataPointReader: Send + Sync {
         after: Option<&CaseId>,
         limit: usize,
     ) -> StoreResult<Vec<DataPoint>>;
+}
+
+/// A position in a channel's change order: when a data point last changed (created, or its
+/// content rewritten), then its id. Every change moves a point to a later position.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ChangePosition {
+    pub changed_at: DateTime<Utc>,
+    pub id: String,
+}
+
+/// One entry of a channel's change order, without its body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeEntry {
+    pub position: ChangePosition,
+    pub connection_id: ConnectionId,
+    pub case_id: CaseId,
+    /// What the point's contract JSON costs inside a JSON string (its length, plus one byte for
+    /// each `"` and `\` it holds): the size budget of a page is spent in these units.
+    pub escaped_len: u64,
+}
+
+/// What to read of a channel's change order.
+#[derive(Debug, Clone)]
+pub struct ChangeQuery {
+    pub channel: ChannelName,
+    /// Only this connection's points.
+    pub connection: Option<ConnectionId>,
+    /// Strictly after this position.
+    pub after: Option<ChangePosition>,
+    /// Changed at or after this instant.
+    pub since: Option<DateTime<Utc>>,
+    /// Changed strictly before this instant (now minus the feed's visibility lag).
+    pub until: DateTime<Utc>,
+    pub limit: usize,
+}
+
+/// A data point's contract JSON, exactly as stored (the bytes the export prints).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredJson {
+    pub entry: ChangeEntry,
+    pub json: String,
+}
+
+/// A channel's data points in the order they last changed: what the read API and the console
+/// page through, and the CLI exports with `--changed-since`.
+#[async_trait]
+pub trait ChangeFeed: Send + Sync {
+    /// How long after its change stamp a write may still become visible here. Readers never
+    /// read closer to now than this, so a cursor can never pass a write still in flight.
+    fn visibility_lag(&self) -> TimeDelta;
+
+    /// Up to `limit` entries of the query, in change order.
+    async fn changes(&self, query: &ChangeQuery) -> StoreResult<Vec<ChangeEntry>>;
+
+    /// The stored JSON of `entries` (one read where the store allows), in their order. A point
+    /// deleted since it was listed is left out; one rewritten since comes with its current
+    /// content (and is listed again at its new position).
+    async fn bodies(&self, entries: &[ChangeEntry]) -> StoreResult<Vec<StoredJson>>;
+
+    /// One data point by its id.
+    async fn by_id(&self, id: &str) -> StoreResult<Option<StoredJson>>;
 }
 
 #[async_trait]

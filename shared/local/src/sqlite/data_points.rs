@@ -5,7 +5,7 @@ use std::sync::PoisonError;
 use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
-use casesync_core::data_point::{DataPoint, Supersedes};
+use casesync_core::data_point::{DataPoint, Supersedes, escaped_len};
 use casesync_core::domain::{CaseId, ConnectionId};
 use casesync_core::ports::*;
 use chrono::{DateTime, Utc};
@@ -19,11 +19,14 @@ const ENCODE_CHUNK: usize = 8;
 
 /// A data point ready for its row: serialised once; hashed from the same bytes.
 struct EncodedPoint {
+    id: String,
     connection_id: String,
     case_id: String,
+    channel: String,
     modstamp: DateTime<Utc>,
     /// Filled in by [`EncodedPoint::hash`] on the blocking pool.
     hash: String,
+    escaped_len: i64,
     body: String,
 }
 
@@ -32,10 +35,13 @@ impl EncodedPoint {
     /// clone of the point, which `spawn_blocking` would otherwise need, and costs about as much).
     fn new(p: &DataPoint) -> StoreResult<Self> {
         Ok(Self {
+            id: p.id.clone(),
             connection_id: p.connection_id.as_str().to_owned(),
             case_id: p.case_id.as_str().to_owned(),
+            channel: p.channel.as_str().to_owned(),
             modstamp: p.system_modstamp,
             hash: String::new(),
+            escaped_len: 0,
             body: json("a data point", p)?,
         })
     }
@@ -44,19 +50,36 @@ impl EncodedPoint {
     /// from the bytes we store instead of serialising a second time; a test holds them equal.
     fn hash(&mut self) {
         self.hash = casesync_core::data_point::digest(self.body.as_bytes());
+        self.escaped_len = i64::try_from(escaped_len(self.body.as_bytes())).unwrap_or(i64::MAX);
     }
 }
 
 /// The core's decision, with the hash already computed.
 pub(super) use casesync_core::data_point::decide;
 
+/// The change stamp of a write transaction: now, or just after the last stamp if the clock is
+/// behind it, so stamps only grow. Runs inside the write transaction, which serialises writers.
+fn next_change_stamp(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<String> {
+    let last: String = tx.query_row("SELECT last FROM change_clock WHERE only = 1", [], |r| {
+        r.get(0)
+    })?;
+    let now = Utc::now();
+    let stamp = match parse_timestamp(&last) {
+        Some(last) if last >= now => last + chrono::TimeDelta::nanoseconds(1),
+        _ => now,
+    };
+    let stamp = timestamp(stamp);
+    tx.execute("UPDATE change_clock SET last = ?1 WHERE only = 1", [&stamp])?;
+    Ok(stamp)
+}
+
 fn upsert_encoded(db: &mut Db, points: &[EncodedPoint]) -> StoreResult<UpsertCounts> {
     let err = || sql_error(format!("upserting {} data points", points.len()));
-    let written_at = timestamp(Utc::now());
     let mut counts = UpsertCounts::default();
     let tx = db
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(err())?;
+    let written_at = next_change_stamp(&tx).map_err(err())?;
     {
         let mut select = tx
             .prepare_cached(
@@ -67,14 +90,15 @@ fn upsert_encoded(db: &mut Db, points: &[EncodedPoint]) -> StoreResult<UpsertCou
         let mut insert = tx
             .prepare_cached(
                 "INSERT INTO data_points (connection_id, case_id, system_modstamp, content_hash, \
-                 revision, written_at, body) VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6)",
+                 revision, written_at, body, id, channel, escaped_len) \
+                 VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6, ?7, ?8, ?9)",
             )
             .map_err(err())?;
         let mut update = tx
             .prepare_cached(
                 "UPDATE data_points SET system_modstamp = ?3, content_hash = ?4, \
-                 revision = revision + 1, written_at = ?5, body = ?6 \
-                 WHERE connection_id = ?1 AND case_id = ?2",
+                 revision = revision + 1, written_at = ?5, body = ?6, id = ?7, channel = ?8, \
+                 escaped_len = ?9 WHERE connection_id = ?1 AND case_id = ?2",
             )
             .map_err(err())?;
         for p in points {
@@ -91,7 +115,10 @@ fn upsert_encoded(db: &mut Db, points: &[EncodedPoint]) -> StoreResult<UpsertCou
                 timestamp(p.modstamp),
                 p.hash,
                 written_at,
-                p.body
+                p.body,
+                p.id,
+                p.channel,
+                p.escaped_len
             ];
             match stored {
                 None => {

@@ -21,6 +21,7 @@
 //! again. Choose [`Synchronous::Full`] to fsync on every commit.
 
 mod auth_states;
+mod changes;
 mod codec;
 mod connections;
 mod data_points;

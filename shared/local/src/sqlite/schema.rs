@@ -15,10 +15,10 @@ use super::OpenError;
 pub const SQLITE_APPLICATION_ID: i32 = 0x4353_594E;
 
 /// `PRAGMA user_version` this build writes and understands.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// `MIGRATIONS[i]` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [V1];
+const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [V1, V2];
 
 /// Version 1. Timestamps are fixed-width RFC 3339 UTC text (`2024-03-04T17:00:00.000000000Z`),
 /// so they order and compare as text. JSON columns hold the core's serde forms.
@@ -75,6 +75,32 @@ CREATE TABLE auth_states (
     expires_at       TEXT NOT NULL,
     body             TEXT NOT NULL              -- JSON PendingAuthorization
 ) STRICT;
+"#;
+
+/// Version 2: a channel's data points in the order they last changed (the read API's order,
+/// `export --channel`). `written_at` was already the change time; it is now stamped from
+/// `change_clock`, so it only grows, and the order is (`written_at`, `id`). Existing rows get
+/// their id, channel and escaped length from their JSON body here, once.
+const V2: &str = r#"
+ALTER TABLE data_points ADD COLUMN id TEXT NOT NULL DEFAULT '';
+ALTER TABLE data_points ADD COLUMN channel TEXT NOT NULL DEFAULT '';
+ALTER TABLE data_points ADD COLUMN escaped_len INTEGER NOT NULL DEFAULT 0;
+UPDATE data_points SET
+    id = json_extract(body, '$.id'),
+    channel = json_extract(body, '$.channel'),
+    escaped_len = length(CAST(body AS BLOB))
+        + (length(body) - length(replace(body, '"', '')))
+        + (length(body) - length(replace(body, '', '')));
+CREATE INDEX data_points_by_change ON data_points (channel, written_at, id);
+CREATE UNIQUE INDEX data_points_by_id ON data_points (id);
+
+-- The last change stamp handed out: stamps only grow, even when the clock steps back.
+CREATE TABLE change_clock (
+    only             INTEGER PRIMARY KEY CHECK (only = 1),
+    last             TEXT NOT NULL
+) STRICT;
+INSERT INTO change_clock (only, last)
+    SELECT 1, coalesce(max(written_at), '0000-01-01T00:00:00.000000000Z') FROM data_points;
 "#;
 
 fn sqlite_error(path: &Path, source: rusqlite::Error) -> OpenError {

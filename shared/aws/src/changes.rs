@@ -1,0 +1,291 @@
+//! A channel's data points in the order they last changed: [`ChangeFeed`] of
+//! [`DynamoDataPointStore`], on the `by_change` global secondary index (partition key `channel`,
+//! sort key `changed` = `<change stamp>#<id>`, projecting the keys and `escaped_len`), and data
+//! points by id on the `by_id` index. Plus the upgrade of heads written before those indexes
+//! existed.
+//!
+//! Reading a page costs one `Query` on the index and one `BatchGetItem` for up to 100 heads
+//! (and one more for the parts of split bodies).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::TimeDelta;
+use tokio::time::Instant;
+
+use casesync_core::data_point::{self, DataPoint};
+use casesync_core::domain::{CaseId, ConnectionId};
+use casesync_core::ports::{
+    ChangeEntry, ChangeFeed, ChangePosition, ChangeQuery, StoreResult, StoredJson,
+};
+
+use crate::batch::Projection;
+use crate::data_points::{
+    CASE_ID, CASE_NUMBER, CHANGE_INDEX, CHANGED, CHANNEL, CONNECTION_ID, DynamoDataPointStore,
+    ESCAPED_LEN, ID, ID_INDEX, PART_OF, put_request,
+};
+use crate::error::{corrupt, store_error};
+use crate::item::{Attrs, Expr, Item, n, s};
+use crate::time;
+
+/// Entries read per `Query` call at most.
+const QUERY_LIMIT: usize = 1000;
+
+/// The entry an index item (or a head) describes.
+fn entry_of(item: &Item) -> StoreResult<ChangeEntry> {
+    let a = Attrs::new(item, "data point index entry");
+    let changed = a.s(CHANGED)?;
+    let (stamp, id) = changed
+        .split_once('#')
+        .ok_or_else(|| corrupt("data point index entry", "changed without '#'"))?;
+    let connection = a.s(CONNECTION_ID)?;
+    let case = a.s(CASE_ID)?;
+    Ok(ChangeEntry {
+        position: ChangePosition {
+            changed_at: time::parse("data point change stamp", stamp)?,
+            id: id.to_owned(),
+        },
+        connection_id: ConnectionId::parse(connection)
+            .map_err(|e| corrupt("data point index entry", e))?,
+        case_id: CaseId::parse(case).map_err(|e| corrupt("data point index entry", e))?,
+        escaped_len: a.opt_n(ESCAPED_LEN)?.unwrap_or_default(),
+    })
+}
+
+fn text(json: Vec<u8>, what: &str) -> StoreResult<String> {
+    String::from_utf8(json).map_err(|_| corrupt(what, "body is not UTF-8"))
+}
+
+#[async_trait]
+impl ChangeFeed for DynamoDataPointStore {
+    fn visibility_lag(&self) -> TimeDelta {
+        self.visibility_lag
+    }
+
+    /// One `Query` on the index per 1,000 entries (more only when a connection filter passes
+    /// over others' entries).
+    async fn changes(&self, q: &ChangeQuery) -> StoreResult<Vec<ChangeEntry>> {
+        if q.limit == 0 {
+            return Ok(Vec::new());
+        }
+        // `changed` BETWEEN lo AND hi. No stamp sorts below "0"; `<after>\u{1}` is the smallest
+        // key above `<after>`; every stamp below `until` sorts below `until` itself.
+        let mut lo = match q.since {
+            Some(since) => time::fixed_us(&since)?,
+            None => "0".to_owned(),
+        };
+        if let Some(after) = &q.after {
+            let past = format!("{}#{}\u{1}", time::fixed_us(&after.changed_at)?, after.id);
+            lo = lo.max(past);
+        }
+        let hi = time::fixed_us(&q.until)?;
+        if lo > hi {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let mut expr = Expr::new();
+            let key_condition = format!(
+                "{} = {} AND {} BETWEEN {} AND {}",
+                expr.name(CHANNEL),
+                expr.value("channel", s(q.channel.as_str())),
+                expr.name(CHANGED),
+                expr.value("lo", s(&lo)),
+                expr.value("hi", s(&hi)),
+            );
+            let filter = q.connection.as_ref().map(|c| {
+                format!(
+                    "{} = {}",
+                    expr.name(CONNECTION_ID),
+                    expr.value("connection", s(c.as_str()))
+                )
+            });
+            let want = (q.limit - out.len()).min(QUERY_LIMIT);
+            let page = self
+                .client()
+                .query()
+                .table_name(self.table())
+                .index_name(CHANGE_INDEX)
+                .key_condition_expression(key_condition)
+                .set_filter_expression(filter)
+                .set_expression_attribute_names(expr.names())
+                .set_expression_attribute_values(expr.values())
+                .limit(i32::try_from(want).unwrap_or(1000))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| {
+                    store_error(
+                        e,
+                        format_args!("query the changes of channel {}", q.channel),
+                    )
+                })?;
+            for item in page.items() {
+                out.push(entry_of(item)?);
+            }
+            match page.last_evaluated_key {
+                Some(key) if !key.is_empty() && out.len() < q.limit => start = Some(key),
+                _ => {
+                    out.truncate(q.limit);
+                    return Ok(out);
+                }
+            }
+        }
+    }
+
+    /// One `BatchGetItem` for the heads (strongly consistent), one more for split bodies.
+    async fn bodies(&self, entries: &[ChangeEntry]) -> StoreResult<Vec<StoredJson>> {
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys = entries
+            .iter()
+            .map(|e| Self::key_item(e.connection_id.as_str(), e.case_id.as_str()))
+            .collect();
+        let heads = self.batch.get(keys, &Projection::default()).await?;
+        let bodies = self.bodies_of(&heads).await?;
+        let mut found: std::collections::HashMap<(String, String), StoredJson> = heads
+            .iter()
+            .zip(bodies)
+            .map(|(head, json)| {
+                let entry = entry_of(head)?;
+                let key = (
+                    entry.connection_id.as_str().to_owned(),
+                    entry.case_id.as_str().to_owned(),
+                );
+                let json = text(json, "data point")?;
+                Ok((key, StoredJson { entry, json }))
+            })
+            .collect::<StoreResult<_>>()?;
+        Ok(entries
+            .iter()
+            .filter_map(|e| {
+                found.remove(&(
+                    e.connection_id.as_str().to_owned(),
+                    e.case_id.as_str().to_owned(),
+                ))
+            })
+            .collect())
+    }
+
+    /// A `Query` on the id index, then the head (and its parts).
+    async fn by_id(&self, id: &str) -> StoreResult<Option<StoredJson>> {
+        let mut expr = Expr::new();
+        let key_condition = format!("{} = {}", expr.name(ID), expr.value("id", s(id)));
+        let page = self
+            .client()
+            .query()
+            .table_name(self.table())
+            .index_name(ID_INDEX)
+            .key_condition_expression(key_condition)
+            .set_expression_attribute_names(expr.names())
+            .set_expression_attribute_values(expr.values())
+            .limit(1)
+            .send()
+            .await
+            .map_err(|e| store_error(e, format_args!("look up data point {id}")))?;
+        let Some(key) = page.items().first() else {
+            return Ok(None);
+        };
+        let a = Attrs::new(key, "data point id entry");
+        let out = self
+            .client()
+            .get_item()
+            .table_name(self.table())
+            .set_key(Some(Self::key_item(a.s(CONNECTION_ID)?, a.s(CASE_ID)?)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error(e, format_args!("read data point {id}")))?;
+        let Some(head) = out.item else {
+            return Ok(None);
+        };
+        if !head.contains_key(CHANGED) {
+            // Written before the change index: readable once upgraded.
+            return Ok(None);
+        }
+        let json = self
+            .bodies_of(std::slice::from_ref(&head))
+            .await?
+            .pop()
+            .unwrap_or_default();
+        Ok(Some(StoredJson {
+            entry: entry_of(&head)?,
+            json: text(json, "data point")?,
+        }))
+    }
+}
+
+impl DynamoDataPointStore {
+    /// Gives the heads of `connection` written before the change index (no `changed`) the
+    /// attributes the indexes and change events need (`channel`, `changed`, `escaped_len`,
+    /// `case_number`), read from their own bodies, for at most `budget`. `Ok(true)` once none
+    /// is left. Idempotent and resumable: each pass picks up the heads still missing them. The
+    /// caller holds the connection's sync lease, so no run writes these heads meanwhile.
+    pub async fn upgrade_heads(
+        &self,
+        connection: &ConnectionId,
+        budget: Duration,
+    ) -> StoreResult<bool> {
+        let deadline = Instant::now() + budget;
+        let mut start = None;
+        loop {
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+            let mut expr = Expr::new();
+            let key_condition = format!(
+                "{} = {}",
+                expr.name(CONNECTION_ID),
+                expr.value("connection", s(connection.as_str()))
+            );
+            let filter = format!(
+                "attribute_not_exists({}) AND attribute_not_exists({})",
+                expr.name(CHANGED),
+                expr.name(PART_OF)
+            );
+            let page = self
+                .client()
+                .query()
+                .table_name(self.table())
+                .key_condition_expression(key_condition)
+                .filter_expression(filter)
+                .set_expression_attribute_names(expr.names())
+                .set_expression_attribute_values(expr.values())
+                .consistent_read(true)
+                .limit(100)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| {
+                    store_error(
+                        e,
+                        format_args!("find the unindexed data points of {connection}"),
+                    )
+                })?;
+            let heads: Vec<Item> = page.items().to_vec();
+            if !heads.is_empty() {
+                let bodies = self.bodies_of(&heads).await?;
+                let mut puts = Vec::with_capacity(heads.len());
+                for (mut head, json) in heads.into_iter().zip(bodies) {
+                    let point: DataPoint = serde_json::from_slice(&json).map_err(|e| {
+                        corrupt("data point", format_args!("not a data point: {e}"))
+                    })?;
+                    head.insert(CHANNEL.to_owned(), s(point.channel.as_str()));
+                    head.insert(CASE_NUMBER.to_owned(), s(&point.case_number));
+                    head.insert(ESCAPED_LEN.to_owned(), n(data_point::escaped_len(&json)));
+                    head.insert(CHANGED.to_owned(), AttributeValue::S(String::new()));
+                    puts.push(put_request(head));
+                }
+                let stamp = |item: &mut Item| self.stamp_change(item);
+                self.batch.write_restamped(puts, Some(&stamp)).await?;
+            }
+            match page.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(true),
+            }
+        }
+    }
+}

@@ -1,0 +1,354 @@
+//! Reading a channel: its data points in the order they last changed, page by page, for the
+//! read API, the console and the CLI's export. Written once over the [`ChangeFeed`] port.
+//!
+//! # Completeness
+//!
+//! A consumer that keeps the `next` position of every page and asks again later receives every
+//! create and every content update, including those written while it was paging:
+//!
+//! * every write stamps the point with the writer's clock when it is made, and a rewrite moves the
+//!   point to a later position;
+//! * a write can become visible to the feed at most [`ChangeFeed::visibility_lag`] after its
+//!   stamp (the store says how long: the bound covers a write attempt's duration, clock skew
+//!   between writers and index propagation);
+//! * a page never reads closer to now than that lag ([`read_page`]), so every position below a
+//!   page's `next` is final: no write still in flight can land behind a position already handed
+//!   out.
+//!
+//! Deletes do not appear in the change order (the point is gone); consumers learn of them from
+//! the change events.
+
+use std::fmt;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use hmac::{Hmac, Mac};
+use secrecy::{ExposeSecret, SecretSlice};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use crate::domain::{ChannelName, ConnectionId};
+use crate::ports::{
+    ChangeEntry, ChangeFeed, ChangePosition, ChangeQuery, ConnectionReader, DataPointReader,
+    StoreResult, StoredJson,
+};
+
+/// The most points a page may hold.
+pub const MAX_PAGE_LIMIT: usize = 1000;
+/// Points per page when the caller does not say.
+pub const DEFAULT_PAGE_LIMIT: usize = 100;
+
+/// One channel in the list of channels.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChannelSummary {
+    pub name: ChannelName,
+    /// Connections feeding it (in any state).
+    pub connections: u64,
+    pub data_points: u64,
+}
+
+/// Every channel a connection feeds, by name, with its connection and data point counts.
+pub async fn channels(
+    connections: &dyn ConnectionReader,
+    points: &dyn DataPointReader,
+) -> StoreResult<Vec<ChannelSummary>> {
+    let mut out: Vec<ChannelSummary> = Vec::new();
+    for c in connections.list_connections().await? {
+        let n = points.count_data_points(&c.id).await?;
+        match out.iter_mut().find(|s| s.name == c.channel) {
+            Some(s) => {
+                s.connections += 1;
+                s.data_points += n;
+            }
+            None => out.push(ChannelSummary {
+                name: c.channel,
+                connections: 1,
+                data_points: n,
+            }),
+        }
+    }
+    out.sort_by(|a, b| a.name.as_str().cmp(b.name.as_str()));
+    Ok(out)
+}
+
+/// What a page is asked for.
+#[derive(Debug, Clone)]
+pub struct PageRequest {
+    pub channel: ChannelName,
+    pub connection: Option<ConnectionId>,
+    /// Changed at or after this instant.
+    pub since: Option<DateTime<Utc>>,
+    /// Strictly after this position (the previous page's `next`).
+    pub after: Option<ChangePosition>,
+    pub limit: usize,
+    /// The most the page's points may cost inside a JSON string, in bytes (see
+    /// [`ChangeEntry::escaped_len`]); `None`: no limit.
+    pub budget: Option<u64>,
+}
+
+/// A page of a channel's change order.
+#[derive(Debug, Clone)]
+pub struct Page {
+    /// The points, in change order, each its stored contract JSON.
+    pub points: Vec<StoredJson>,
+    /// Points too large for any page (one alone is over the budget), passed over in place:
+    /// fetch each whole by its id.
+    pub omitted: Vec<ChangeEntry>,
+    /// Where the next page starts: the last position this page covered (points and omitted
+    /// ones), or the request's own position when it covered none.
+    pub next: Option<ChangePosition>,
+}
+
+/// Reads one page: up to `limit` points changed after `after` and at least the feed's
+/// visibility lag before `now`, cut so that their cost stays within the budget. A page never
+/// truncates a point: one that does not fit ends the page (the next page starts with it), and
+/// one that could fit no page is listed in [`Page::omitted`].
+pub async fn read_page(
+    feed: &dyn ChangeFeed,
+    request: &PageRequest,
+    now: DateTime<Utc>,
+) -> StoreResult<Page> {
+    let until = now - feed.visibility_lag();
+    let empty = Page {
+        points: Vec::new(),
+        omitted: Vec::new(),
+        next: request.after.clone(),
+    };
+    if request.limit == 0 || request.since.is_some_and(|s| s >= until) {
+        return Ok(empty);
+    }
+    let entries = feed
+        .changes(&ChangeQuery {
+            channel: request.channel.clone(),
+            connection: request.connection.clone(),
+            after: request.after.clone(),
+            since: request.since,
+            until,
+            limit: request.limit.min(MAX_PAGE_LIMIT),
+        })
+        .await?;
+    let mut chosen = Vec::new();
+    let mut omitted = Vec::new();
+    let mut spent = 0u64;
+    let mut next = request.after.clone();
+    for entry in entries {
+        if let Some(budget) = request.budget {
+            if entry.escaped_len > budget {
+                next = Some(entry.position.clone());
+                omitted.push(entry);
+                continue;
+            }
+            if spent + entry.escaped_len > budget {
+                break;
+            }
+        }
+        spent += entry.escaped_len;
+        next = Some(entry.position.clone());
+        chosen.push(entry);
+    }
+    let points = feed.bodies(&chosen).await?;
+    Ok(Page {
+        points,
+        omitted,
+        next,
+    })
+}
+
+/// Why a cursor was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CursorError {
+    #[error("the cursor is not one this API issued (it is malformed, corrupted or forged)")]
+    Invalid,
+    #[error("the cursor belongs to another query: {0}")]
+    OtherQuery(&'static str),
+}
+
+/// The key that signs cursors: a cursor is `base64url(json).base64url(HMAC-SHA256)`, so it is
+/// opaque to read, and one that was altered, corrupted or made up is refused.
+pub struct CursorKey(SecretSlice<u8>);
+
+impl CursorKey {
+    pub fn new(bytes: Vec<u8>) -> Self {
+        Self(SecretSlice::from(bytes))
+    }
+
+    fn mac(&self) -> Hmac<Sha256> {
+        Hmac::<Sha256>::new_from_slice(self.0.expose_secret())
+            .expect("HMAC takes a key of any length")
+    }
+}
+
+impl fmt::Debug for CursorKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CursorKey([REDACTED])")
+    }
+}
+
+/// What a cursor remembers: the query it continues and where it stopped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct CursorBody {
+    v: u8,
+    ch: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    conn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    since: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    at: Option<ChangePosition>,
+}
+
+/// A query and a position in it, as a signed, opaque cursor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageCursor {
+    pub channel: ChannelName,
+    pub connection: Option<ConnectionId>,
+    pub since: Option<DateTime<Utc>>,
+    pub after: Option<ChangePosition>,
+}
+
+impl PageCursor {
+    pub fn encode(&self, key: &CursorKey) -> String {
+        let body = CursorBody {
+            v: 1,
+            ch: self.channel.as_str().to_owned(),
+            conn: self.connection.as_ref().map(|c| c.as_str().to_owned()),
+            since: self.since,
+            at: self.after.clone(),
+        };
+        let json = serde_json::to_vec(&body).expect("a cursor always serialises");
+        let payload = URL_SAFE_NO_PAD.encode(json);
+        let mut mac = key.mac();
+        mac.update(payload.as_bytes());
+        let tag = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+        format!("{payload}.{tag}")
+    }
+
+    pub fn decode(raw: &str, key: &CursorKey) -> Result<Self, CursorError> {
+        if raw.len() > 2048 {
+            return Err(CursorError::Invalid);
+        }
+        let (payload, tag) = raw.split_once('.').ok_or(CursorError::Invalid)?;
+        let tag = URL_SAFE_NO_PAD
+            .decode(tag)
+            .map_err(|_| CursorError::Invalid)?;
+        let mut mac = key.mac();
+        mac.update(payload.as_bytes());
+        mac.verify_slice(&tag).map_err(|_| CursorError::Invalid)?;
+        let json = URL_SAFE_NO_PAD
+            .decode(payload)
+            .map_err(|_| CursorError::Invalid)?;
+        let body: CursorBody = serde_json::from_slice(&json).map_err(|_| CursorError::Invalid)?;
+        if body.v != 1 {
+            return Err(CursorError::Invalid);
+        }
+        Ok(Self {
+            channel: ChannelName::parse(&body.ch).map_err(|_| CursorError::Invalid)?,
+            connection: body
+                .conn
+                .map(|c| ConnectionId::parse(&c))
+                .transpose()
+                .map_err(|_| CursorError::Invalid)?,
+            since: body.since,
+            after: body.at,
+        })
+    }
+
+    /// Checks that the cursor continues the query a request names (parameters a request
+    /// leaves out are taken from the cursor).
+    pub fn continues(
+        &self,
+        channel: &ChannelName,
+        connection: Option<&ConnectionId>,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<(), CursorError> {
+        if &self.channel != channel {
+            return Err(CursorError::OtherQuery("another channel"));
+        }
+        if connection.is_some() && connection != self.connection.as_ref() {
+            return Err(CursorError::OtherQuery("another connection filter"));
+        }
+        if since.is_some() && since != self.since {
+            return Err(CursorError::OtherQuery("another changed_since"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> CursorKey {
+        CursorKey::new(b"0123456789abcdef0123456789abcdef".to_vec())
+    }
+
+    fn cursor() -> PageCursor {
+        PageCursor {
+            channel: ChannelName::parse("Support / EMEA").unwrap(),
+            connection: Some(ConnectionId::new_random()),
+            since: Some("2024-03-01T00:00:00Z".parse().unwrap()),
+            after: Some(ChangePosition {
+                changed_at: "2024-03-04T17:00:00.123456Z".parse().unwrap(),
+                id: "6b0c1f3e-5a57-4c5e-9a0e-2f64c1c7d5a1".into(),
+            }),
+        }
+    }
+
+    #[test]
+    fn a_cursor_round_trips_and_reveals_nothing_in_plain_text() {
+        let c = cursor();
+        let raw = c.encode(&key());
+        assert!(!raw.contains("Support"), "{raw}");
+        assert!(
+            raw.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        );
+        assert_eq!(PageCursor::decode(&raw, &key()), Ok(c));
+    }
+
+    #[test]
+    fn an_altered_or_forged_cursor_is_refused() {
+        let raw = cursor().encode(&key());
+        let (payload, tag) = raw.split_once('.').unwrap();
+        // Another key, a flipped character, a payload from elsewhere, garbage.
+        let other = CursorKey::new(b"another key entirely".to_vec());
+        assert_eq!(PageCursor::decode(&raw, &other), Err(CursorError::Invalid));
+        let mut flipped = payload.to_owned().into_bytes();
+        flipped[3] = if flipped[3] == b'A' { b'B' } else { b'A' };
+        let flipped = format!("{}.{tag}", String::from_utf8(flipped).unwrap());
+        assert_eq!(
+            PageCursor::decode(&flipped, &key()),
+            Err(CursorError::Invalid)
+        );
+        let forged_payload = URL_SAFE_NO_PAD.encode(br#"{"v":1,"ch":"Support"}"#);
+        assert_eq!(
+            PageCursor::decode(&format!("{forged_payload}.{tag}"), &key()),
+            Err(CursorError::Invalid)
+        );
+        for junk in ["", ".", "abc", "abc.def", "%%%.%%%", &"x".repeat(5000)] {
+            assert_eq!(
+                PageCursor::decode(junk, &key()),
+                Err(CursorError::Invalid),
+                "{junk}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_cursor_only_continues_its_own_query() {
+        let c = cursor();
+        assert_eq!(c.continues(&c.channel, None, None), Ok(()));
+        assert_eq!(
+            c.continues(&c.channel, c.connection.as_ref(), c.since),
+            Ok(())
+        );
+        let other = ChannelName::parse("Billing").unwrap();
+        assert!(c.continues(&other, None, None).is_err());
+        assert!(
+            c.continues(&c.channel, Some(&ConnectionId::new_random()), None)
+                .is_err()
+        );
+        assert!(c.continues(&c.channel, None, Some(Utc::now())).is_err());
+    }
+}
