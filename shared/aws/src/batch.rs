@@ -22,6 +22,9 @@ pub(crate) const GET_CHUNK: usize = 100;
 /// Requests per `BatchWriteItem` call (DynamoDB's limit).
 pub(crate) const WRITE_CHUNK: usize = 25;
 
+/// Rewrites a put item right before each attempt to send it (see [`Batcher::write_restamped`]).
+pub(crate) type Restamp = dyn Fn(&mut Item) -> StoreResult<()> + Send + Sync;
+
 #[derive(Clone)]
 pub(crate) struct Batcher {
     pub client: Client,
@@ -109,7 +112,7 @@ impl Batcher {
     pub async fn write_restamped(
         &self,
         requests: Vec<WriteRequest>,
-        restamp: Option<&(dyn Fn(&mut Item) -> StoreResult<()> + Send + Sync)>,
+        restamp: Option<&Restamp>,
     ) -> StoreResult<()> {
         let chunks: Vec<Vec<WriteRequest>> = requests
             .chunks(WRITE_CHUNK)
@@ -129,7 +132,7 @@ impl Batcher {
     async fn write_chunk(
         &self,
         mut requests: Vec<WriteRequest>,
-        restamp: Option<&(dyn Fn(&mut Item) -> StoreResult<()> + Send + Sync)>,
+        restamp: Option<&Restamp>,
     ) -> StoreResult<()> {
         let mut delays = self.tuning.retry.delays();
         loop {
