@@ -23,7 +23,7 @@ pub(crate) const GET_CHUNK: usize = 100;
 pub(crate) const WRITE_CHUNK: usize = 25;
 
 /// Rewrites a put item right before each attempt to send it (see [`Batcher::write_restamped`]).
-pub(crate) type Restamp = dyn Fn(&mut Item) -> StoreResult<()> + Send + Sync;
+pub(crate) type Restamp<'a> = dyn Fn(&mut Item) -> StoreResult<()> + Send + Sync + 'a;
 
 #[derive(Clone)]
 pub(crate) struct Batcher {
@@ -112,7 +112,7 @@ impl Batcher {
     pub async fn write_restamped(
         &self,
         requests: Vec<WriteRequest>,
-        restamp: Option<&Restamp>,
+        restamp: Option<&Restamp<'_>>,
     ) -> StoreResult<()> {
         let chunks: Vec<Vec<WriteRequest>> = requests
             .chunks(WRITE_CHUNK)
@@ -132,7 +132,7 @@ impl Batcher {
     async fn write_chunk(
         &self,
         mut requests: Vec<WriteRequest>,
-        restamp: Option<&Restamp>,
+        restamp: Option<&Restamp<'_>>,
     ) -> StoreResult<()> {
         let mut delays = self.tuning.retry.delays();
         loop {
