@@ -110,6 +110,7 @@ for resource, crate in functions.items():
     for method, reads in wiring.items():
         if re.search(rf"wiring\s*\.\s*{method}\(", code):
             read |= reads
+    read |= set(re.findall(r"wiring\s*\.\s*secret\(\s*([A-Z_]+)", code))
     for const in read:
         var = consts.get(const)
         check(var is not None and var in env, f"{resource}: {var or const} is read by {crate} but not set")

@@ -16,8 +16,8 @@ use casesync_core::domain::{
     SyncReport,
 };
 use casesync_core::ports::{
-    AuthStateStore, ChangeFeed, ChangeQuery, ConnectionStore, DataPointStore, PendingAuthorization,
-    RunRecord, SecretStore, StoreError, UpsertCounts,
+    AuthStateStore, ChangeEntry, ChangeFeed, ChangeQuery, ConnectionStore, DataPointStore,
+    PendingAuthorization, RunRecord, SecretStore, StoreError, UpsertCounts,
 };
 use chrono::{DateTime, TimeDelta, Utc};
 use secrecy::{ExposeSecret, SecretString};
@@ -702,6 +702,20 @@ async fn a_five_megabyte_thread_round_trips_intact(s: Stores) {
         s.points.list_data_points(&conn, None, 10).await.unwrap(),
         vec![big.clone(), small]
     );
+    // Through the change feed too, whole.
+    let json = String::from_utf8(big.encode().json).unwrap();
+    assert_eq!(s.feed.by_id(&big.id).await.unwrap().unwrap().json, json);
+    let listed = s.feed.changes(&query("Support")).await.unwrap();
+    let entry = listed.iter().find(|p| p.entry.case_id == case(1)).unwrap();
+    if let Some(prefetched) = &entry.json {
+        assert_eq!(prefetched, &json);
+    }
+    let bodies = s
+        .feed
+        .bodies(std::slice::from_ref(&entry.entry))
+        .await
+        .unwrap();
+    assert_eq!(bodies[0].json, json);
     // A newer, smaller version replaces it whole.
     let mut shrunk = big.clone();
     shrunk.system_modstamp = t("2024-03-04T18:00:00Z");
@@ -788,6 +802,17 @@ async fn secrets_are_stored_replaced_and_deleted(s: Stores) {
 // ---------------------------------------------------------------------------------------------
 // The change feed
 
+/// The entries of a change query (whatever JSON came with them).
+async fn changes(s: &Stores, q: &ChangeQuery) -> Vec<ChangeEntry> {
+    s.feed
+        .changes(q)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.entry)
+        .collect()
+}
+
 fn query(channel: &str) -> ChangeQuery {
     ChangeQuery {
         channel: ChannelName::parse(channel).expect("valid"),
@@ -796,6 +821,7 @@ fn query(channel: &str) -> ChangeQuery {
         since: None,
         until: Utc::now() + TimeDelta::minutes(1),
         limit: 100,
+        budget: None,
     }
 }
 
@@ -813,7 +839,10 @@ async fn a_channel_lists_its_points_in_the_order_they_last_changed(s: Stores) {
         .map(|i| point(&a, &case(i), "2024-03-04T17:00:00Z", "v1"))
         .collect();
     for p in &first {
-        s.points.upsert_data_points(std::slice::from_ref(p)).await.unwrap();
+        s.points
+            .upsert_data_points(std::slice::from_ref(p))
+            .await
+            .unwrap();
     }
     s.points
         .upsert_data_points(&[in_channel(
@@ -834,7 +863,7 @@ async fn a_channel_lists_its_points_in_the_order_they_last_changed(s: Stores) {
         .await
         .unwrap();
 
-    let entries = s.feed.changes(&query("Support")).await.unwrap();
+    let entries = changes(&s, &query("Support")).await;
     let order: Vec<&str> = entries.iter().map(|e| e.case_id.as_str()).collect();
     assert_eq!(
         order,
@@ -851,7 +880,7 @@ async fn a_channel_lists_its_points_in_the_order_they_last_changed(s: Stores) {
     );
     assert_eq!(entries[3].position.id, updated.id);
     assert_eq!(entries[2].connection_id, b);
-    let billing = s.feed.changes(&query("Billing")).await.unwrap();
+    let billing = changes(&s, &query("Billing")).await;
     assert_eq!(billing.len(), 1);
     assert_eq!(billing[0].case_id, case(9));
 }
@@ -866,38 +895,38 @@ async fn the_change_order_is_filtered_and_bounded(s: Stores) {
             .await
             .unwrap();
     }
-    let all = s.feed.changes(&query("Support")).await.unwrap();
+    let all = changes(&s, &query("Support")).await;
     assert_eq!(all.len(), 4);
 
     // After a position: strictly after.
     let mut q = query("Support");
     q.after = Some(all[1].position.clone());
-    let after = s.feed.changes(&q).await.unwrap();
+    let after = changes(&s, &q).await;
     assert_eq!(after, all[2..].to_vec());
     // Since an instant: at or after it.
     let mut q = query("Support");
     q.since = Some(all[2].position.changed_at);
-    let since = s.feed.changes(&q).await.unwrap();
+    let since = changes(&s, &q).await;
     assert_eq!(since.first(), Some(&all[2]));
     assert!(!since.contains(&all[1]));
     // Until: strictly before.
     let mut q = query("Support");
     q.until = all[3].position.changed_at;
-    assert!(!s.feed.changes(&q).await.unwrap().contains(&all[3]));
+    assert!(!changes(&s, &q).await.contains(&all[3]));
     let mut q = query("Support");
     q.until = Utc::now() - TimeDelta::hours(1);
-    assert_eq!(s.feed.changes(&q).await.unwrap(), vec![]);
+    assert_eq!(changes(&s, &q).await, vec![]);
     // One connection's points.
     let mut q = query("Support");
     q.connection = Some(b.clone());
-    let of_b = s.feed.changes(&q).await.unwrap();
+    let of_b = changes(&s, &q).await;
     assert_eq!(of_b, vec![all[1].clone(), all[3].clone()]);
     // A limit.
     let mut q = query("Support");
     q.limit = 3;
-    assert_eq!(s.feed.changes(&q).await.unwrap(), all[..3].to_vec());
+    assert_eq!(changes(&s, &q).await, all[..3].to_vec());
     q.limit = 0;
-    assert_eq!(s.feed.changes(&q).await.unwrap(), vec![]);
+    assert_eq!(changes(&s, &q).await, vec![]);
 }
 
 async fn bodies_and_ids_give_the_stored_contract_json(s: Stores) {
@@ -916,14 +945,18 @@ async fn bodies_and_ids_give_the_stored_contract_json(s: Stores) {
         .upsert_data_points(&[quoted.clone(), plain.clone()])
         .await
         .unwrap();
-    let entries = s.feed.changes(&query("Support")).await.unwrap();
+    let entries = changes(&s, &query("Support")).await;
     assert_eq!(entries.len(), 2);
     let bodies = s.feed.bodies(&entries).await.unwrap();
     let expected = |p: &DataPoint| String::from_utf8(p.encode().json).unwrap();
     assert_eq!(bodies.len(), 2);
     for (b, e) in bodies.iter().zip(&entries) {
         assert_eq!(b.entry.case_id, e.case_id, "in the order asked");
-        let p = if e.case_id == case(1) { &quoted } else { &plain };
+        let p = if e.case_id == case(1) {
+            &quoted
+        } else {
+            &plain
+        };
         assert_eq!(b.json, expected(p), "exactly the bytes the encoder wrote");
         assert_eq!(
             b.entry.escaped_len,
@@ -950,5 +983,5 @@ async fn bodies_and_ids_give_the_stored_contract_json(s: Stores) {
     s.points.delete_data_points(&conn).await.unwrap();
     assert_eq!(s.feed.bodies(&entries).await.unwrap(), vec![]);
     assert!(s.feed.by_id(&quoted.id).await.unwrap().is_none());
-    assert_eq!(s.feed.changes(&query("Support")).await.unwrap(), vec![]);
+    assert_eq!(changes(&s, &query("Support")).await, vec![]);
 }

@@ -5,11 +5,12 @@
 //! | status | code | when |
 //! |---|---|---|
 //! | 400 | `invalid_request` | a body that is not a JSON object, an unknown field, a field of the wrong type or value (`field` names it) |
-//! | 404 | `not_found` | an unknown route, an unknown or malformed connection id |
+//! | 404 | `not_found` | an unknown route, an unknown or malformed connection id, an unknown channel or data point |
 //! | 405 | `method_not_allowed` | a known route with another method (`Allow` lists the methods) |
 //! | 409 | `sync_running` | delete: a sync still holds the connection (it is now disconnected; try again) |
 //! | 409 | `conflict` | the connection changed at the same moment (try again) |
 //! | 413 | `payload_too_large` | a body over 64 KiB |
+//! | 413 | `too_large` | a data point too large for one response even compressed (or uncompressed, when the client does not take gzip) |
 //! | 502 | `needs_reauth` | Salesforce refused the refresh token: re-authorize the connection |
 //! | 502 | `salesforce_unavailable` | Salesforce did not answer, or answered 5xx / rate-limited |
 //! | 502 | `salesforce_error` | another Salesforce error |
@@ -39,6 +40,9 @@ pub enum ApiError {
     Conflict { code: &'static str, message: String },
     #[error("the request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// The answer would not fit a response.
+    #[error("{0}")]
+    TooLarge(String),
     #[error(transparent)]
     Salesforce(#[from] SalesforceError),
     #[error(transparent)]
@@ -74,7 +78,7 @@ impl ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict { .. } => StatusCode::CONFLICT,
-            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::PayloadTooLarge { .. } | Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Salesforce(_) => StatusCode::BAD_GATEWAY,
             Self::Store(e) => match e {
                 StoreError::ConnectionNotFound(_) => StatusCode::NOT_FOUND,
@@ -103,6 +107,7 @@ impl ApiError {
             ),
             Self::Conflict { code, message } => (*code, message.clone(), None),
             Self::PayloadTooLarge { .. } => ("payload_too_large", self.to_string(), None),
+            Self::TooLarge(m) => ("too_large", m.clone(), None),
             Self::Salesforce(e) => (salesforce_code(e), e.to_string(), None),
             Self::Store(StoreError::ConnectionNotFound(id)) => {
                 ("not_found", format!("no connection {id}"), None)

@@ -13,6 +13,9 @@
 //! | `POST /connections/{id}/disconnect` | | `200 {"message", "connection"}` |
 //! | `POST /connections/{id}/reauthorize` | | `201 {"authorize_url", "expires_at"}` |
 //! | `DELETE /connections/{id}` | | `200 {"id", "deleted", "data_points_deleted", "token": {"status", "message"}}` |
+//! | `GET /channels` | | `200 {"channels": [{"name", "connections", "data_points"}]}` |
+//! | `GET /channels/{channel}/data-points` | query `limit`, `cursor`, `changed_since`, `connection` | `200 {"data_points", "omitted", "next_cursor"}` (see [`read`]) |
+//! | `GET /data-points/{id}` | | `200` one data point (see [`read`]) |
 //!
 //! Defaults of `POST /connections`: `login_url` `https://login.salesforce.com`, `queues`
 //! `"all"`, `backfill` `"30d"`, `api_version` `"59.0"`. Errors: see [`error`]. The request
@@ -24,17 +27,20 @@
 
 pub mod error;
 pub mod input;
+pub mod read;
 pub mod routes;
 pub mod views;
 
-use casesync_aws::config::CALLBACK_URL;
+use casesync_aws::config::{CALLBACK_URL, CURSOR_SECRET_ARN};
 use casesync_aws::{Env, StartupError, Wiring};
+use casesync_core::channel::CursorKey;
 use casesync_core::manage::{Manager, Policy};
-use casesync_core::ports::SystemClock;
+use casesync_core::ports::{ChangeFeed, SystemClock};
 use casesync_core::salesforce::HttpSettings;
 use lambda_http::http::{HeaderValue, Method, StatusCode, header};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
+use secrecy::ExposeSecret;
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -58,40 +64,51 @@ pub struct Api {
     pub manager: Manager,
     /// The OAuth redirect URI; derived from the request's domain when unset.
     pub callback_url: Option<String>,
+    /// The channels' data points in the order they last changed (the read routes).
+    pub feed: Arc<dyn ChangeFeed>,
+    /// Signs the read routes' page cursors.
+    pub cursor_key: Arc<CursorKey>,
 }
 
 impl Api {
     /// The production wiring: the DynamoDB and Secrets Manager adapters from one `SdkConfig`,
     /// the environment read once (`CONNECTIONS_TABLE`, `DATA_POINTS_TABLE`,
     /// `AUTH_STATES_TABLE`, `SECRET_PREFIX`, `SALESFORCE_CLIENT_ID`,
-    /// `SALESFORCE_CLIENT_SECRET_ARN`, and optionally `CALLBACK_URL`), the Connected App's
-    /// consumer secret read once.
+    /// `SALESFORCE_CLIENT_SECRET_ARN`, `CURSOR_SECRET_ARN`, and optionally `CALLBACK_URL`),
+    /// the Connected App's consumer secret and the cursor key read once.
     pub async fn from_env(sdk: &aws_config::SdkConfig, env: Env) -> Result<Self, StartupError> {
         let mut wiring = Wiring::new(sdk, env);
         let connections = wiring.connections();
         let data_points = wiring.data_points();
         let auth_states = wiring.auth_states();
         let secrets = wiring.secrets();
+        wiring.secret(CURSOR_SECRET_ARN);
         // Optional, but checked when set.
         let callback_url = match wiring.env().optional(CALLBACK_URL) {
             Some(_) => wiring.env().parsed(CALLBACK_URL, parse_callback_url),
             None => None,
         };
-        let salesforce = wiring
-            .finish_with_salesforce(&HttpSettings::interactive())
+        let mut started = wiring
+            .start_with_salesforce(&HttpSettings::interactive())
             .await?;
+        let cursor_key = started
+            .secret(CURSOR_SECRET_ARN)
+            .map(|k| CursorKey::new(k.expose_secret().as_bytes().to_vec()))
+            .expect("every secret asked for is read at the start");
         Ok(Self {
             manager: Manager {
                 connections,
-                data_points,
+                data_points: data_points.clone(),
                 auth_states,
                 secrets,
-                salesforce,
+                salesforce: started.salesforce,
                 clock: Arc::new(SystemClock),
                 policy: Policy::default(),
                 actor: "the management API",
             },
             callback_url,
+            feed: data_points,
+            cursor_key: Arc::new(cursor_key),
         })
     }
 
@@ -146,6 +163,18 @@ impl Api {
             ["connections", id, "reauthorize"] => match *method {
                 Method::POST => self.reauthorize(id, req).await,
                 _ => not_allowed("POST"),
+            },
+            ["channels"] => match *method {
+                Method::GET => self.list_channels(req).await,
+                _ => not_allowed("GET"),
+            },
+            ["channels", channel, "data-points"] => match *method {
+                Method::GET => self.channel_data_points(channel, req).await,
+                _ => not_allowed("GET"),
+            },
+            ["data-points", id] => match *method {
+                Method::GET => self.data_point(id, req).await,
+                _ => not_allowed("GET"),
             },
             _ => Err(ApiError::route_not_found()),
         }

@@ -106,7 +106,7 @@ impl Scheduler {
         let targets = Targets::split(connections);
         summary.skipped_disconnected = targets.disconnected.len();
         summary.skipped_needs_reauth = targets.needs_reauth.len();
-        let items = targets.ticks(at);
+        let items = targets.work(at);
         let sent = self.queue.enqueue(&items).await;
         summary.send_calls = self.metrics.snapshot().send_message_batch_calls - calls_before;
         summary.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);

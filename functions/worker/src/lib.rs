@@ -252,7 +252,7 @@ impl Worker {
             };
             let span = tracing::Span::current();
             span.record("connection", item.connection_id.as_str());
-            span.record("kind", kind_name(item.kind));
+            span.record("kind", item.kind.as_str());
             match self.sync(&item, deadline).await {
                 Ok(()) => Verdict::Done,
                 Err(reason) => {
@@ -299,6 +299,10 @@ impl Worker {
                 );
                 return Ok(());
             }
+            Err(Skip::AlreadyIndexed) => {
+                tracing::info!("the connection's data points are all indexed; nothing to do");
+                return Ok(());
+            }
         }
 
         let remaining = deadline.saturating_duration_since(Instant::now());
@@ -310,6 +314,9 @@ impl Worker {
             ));
         }
         let abandon_after = remaining.saturating_sub(self.timing.abandon_margin);
+        if item.kind == WorkKind::IndexPoints {
+            return self.index_points(item, budget, abandon_after).await;
+        }
         let report =
             match tokio::time::timeout(abandon_after, self.engine.sync(id, budget, None)).await {
                 Ok(Ok(report)) => report,
@@ -328,6 +335,36 @@ impl Worker {
                 }
             };
         self.after_run(item, &report).await;
+        Ok(())
+    }
+
+    /// Puts the connection's data points stored before the change index existed into it.
+    async fn index_points(
+        &self,
+        item: &WorkItem,
+        budget: Duration,
+        abandon_after: Duration,
+    ) -> Result<(), String> {
+        let id = &item.connection_id;
+        let done =
+            match tokio::time::timeout(abandon_after, self.engine.index_points(id, budget)).await {
+                Ok(Ok(Some(done))) => done,
+                Ok(Ok(None)) => {
+                    tracing::info!("a run holds the connection; the next tick indexes its points");
+                    return Ok(());
+                }
+                Ok(Err(e)) => return Err(format!("could not index the data points: {e}")),
+                Err(_) => return Err("indexing did not finish within the invocation".into()),
+            };
+        match work::follow_up_indexing(item, done, self.clock.now()) {
+            FollowUp::Continue(next) => {
+                if let Err(e) = self.queue.enqueue(std::slice::from_ref(&next)).await {
+                    tracing::warn!(error = %e, "could not queue the rest of the indexing; the next tick does");
+                }
+                tracing::info!("data points partly indexed; continuing");
+            }
+            _ => tracing::info!("every data point of the connection is indexed"),
+        }
         Ok(())
     }
 
@@ -463,13 +500,6 @@ fn receive_count(record: &SqsMessage) -> u32 {
         .get("ApproximateReceiveCount")
         .and_then(|n| n.parse().ok())
         .unwrap_or(1)
-}
-
-fn kind_name(kind: WorkKind) -> &'static str {
-    match kind {
-        WorkKind::Tick => "tick",
-        WorkKind::Continuation => "continuation",
-    }
 }
 
 fn millis(d: Duration) -> u64 {

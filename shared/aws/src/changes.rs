@@ -1,11 +1,12 @@
 //! A channel's data points in the order they last changed: [`ChangeFeed`] of
 //! [`DynamoDataPointStore`], on the `by_change` global secondary index (partition key `channel`,
-//! sort key `changed` = `<change stamp>#<id>`, projecting the keys and `escaped_len`), and data
-//! points by id on the `by_id` index. Plus the upgrade of heads written before those indexes
-//! existed.
+//! sort key `changed` = `<change stamp>#<id>`, projecting the table's keys and `body`,
+//! `parts`, `part_set`, `escaped_len`), and data points by id on the `by_id` index (keys only).
+//! Plus the upgrade of heads written before those indexes existed.
 //!
-//! Reading a page costs one `Query` on the index and one `BatchGetItem` for up to 100 heads
-//! (and one more for the parts of split bodies).
+//! Reads use `Query` and `GetItem` only. A page of points costs one `Query` on the index (two
+//! when its compressed bodies pass the 1 MB a `Query` returns), plus one `Query` for the parts
+//! of each split body it keeps.
 
 use std::time::Duration;
 
@@ -17,13 +18,13 @@ use tokio::time::Instant;
 use casesync_core::data_point::{self, DataPoint};
 use casesync_core::domain::{CaseId, ConnectionId};
 use casesync_core::ports::{
-    ChangeEntry, ChangeFeed, ChangePosition, ChangeQuery, StoreResult, StoredJson,
+    ChangeEntry, ChangeFeed, ChangePosition, ChangeQuery, ChangedPoint, StoreResult, StoredJson,
 };
 
-use crate::batch::Projection;
+use crate::body::{self, PART_SIZE};
 use crate::data_points::{
-    CASE_ID, CASE_NUMBER, CHANGE_INDEX, CHANGED, CHANNEL, CONNECTION_ID, DynamoDataPointStore,
-    ESCAPED_LEN, ID, ID_INDEX, PART_OF, put_request,
+    BODY, CASE_ID, CASE_NUMBER, CHANGE_INDEX, CHANGED, CHANNEL, CONNECTION_ID,
+    DynamoDataPointStore, ESCAPED_LEN, ID, ID_INDEX, PART_OF, part_set, put_request,
 };
 use crate::error::{corrupt, store_error};
 use crate::item::{Attrs, Expr, Item, n, s};
@@ -57,15 +58,88 @@ fn text(json: Vec<u8>, what: &str) -> StoreResult<String> {
     String::from_utf8(json).map_err(|_| corrupt(what, "body is not UTF-8"))
 }
 
+impl DynamoDataPointStore {
+    /// The JSON of a head (an index item projecting the body attributes, or the head itself):
+    /// inline bodies decompressed, split ones read with one `Query` for their parts.
+    async fn json_of(&self, item: &Item) -> StoreResult<Vec<u8>> {
+        let a = Attrs::new(item, "data point head");
+        let (c, k) = (a.s(CONNECTION_ID)?, a.s(CASE_ID)?);
+        let what = format!("data point {c}/{k}");
+        let Some(set) = part_set(item)? else {
+            return body::decompress_json(&what, a.b(BODY)?);
+        };
+        let prefix = format!("{k}#{}#", set.id);
+        let mut parts: Vec<(String, Vec<u8>)> = Vec::with_capacity(set.count);
+        let mut start = None;
+        loop {
+            let mut expr = Expr::new();
+            let key_condition = format!(
+                "{} = {} AND begins_with({}, {})",
+                expr.name(CONNECTION_ID),
+                expr.value("connection", s(c)),
+                expr.name(CASE_ID),
+                expr.value("prefix", s(&prefix)),
+            );
+            let page = self
+                .client()
+                .query()
+                .table_name(self.table())
+                .key_condition_expression(key_condition)
+                .set_expression_attribute_names(expr.names())
+                .set_expression_attribute_values(expr.values())
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| store_error(e, format_args!("read the parts of {what}")))?;
+            for part in page.items() {
+                let p = Attrs::new(part, "data point part");
+                parts.push((p.s(CASE_ID)?.to_owned(), p.b(BODY)?.to_vec()));
+            }
+            match page.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => break,
+            }
+        }
+        if parts.len() != set.count {
+            return Err(corrupt(
+                &what,
+                format_args!("{} of its {} parts are stored", parts.len(), set.count),
+            ));
+        }
+        // Part keys end in a zero-padded index: key order is part order.
+        parts.sort_by(|x, y| x.0.cmp(&y.0));
+        let mut bytes = Vec::with_capacity(set.count * PART_SIZE);
+        for (_, part) in parts {
+            bytes.extend_from_slice(&part);
+        }
+        body::decompress_json(&what, &bytes)
+    }
+
+    async fn head(&self, connection: &str, case: &str) -> StoreResult<Option<Item>> {
+        let out = self
+            .client()
+            .get_item()
+            .table_name(self.table())
+            .set_key(Some(Self::key_item(connection, case)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error(e, format_args!("read data point {connection}/{case}")))?;
+        Ok(out.item)
+    }
+}
+
 #[async_trait]
 impl ChangeFeed for DynamoDataPointStore {
     fn visibility_lag(&self) -> TimeDelta {
         self.visibility_lag
     }
 
-    /// One `Query` on the index per 1,000 entries (more only when a connection filter passes
-    /// over others' entries).
-    async fn changes(&self, q: &ChangeQuery) -> StoreResult<Vec<ChangeEntry>> {
+    /// One `Query` on the index per 1,000 entries or 1 MB (more only when a connection filter
+    /// passes over others' entries). The bodies the index holds come along, decompressed for
+    /// the entries within the budget; split ones within it are read with one `Query` each.
+    async fn changes(&self, q: &ChangeQuery) -> StoreResult<Vec<ChangedPoint>> {
         if q.limit == 0 {
             return Ok(Vec::new());
         }
@@ -85,6 +159,9 @@ impl ChangeFeed for DynamoDataPointStore {
         }
         let mut out = Vec::new();
         let mut start = None;
+        // The caller's rule for keeping entries: bodies past it are not read.
+        let mut spent = 0u64;
+        let mut within = true;
         loop {
             let mut expr = Expr::new();
             let key_condition = format!(
@@ -123,7 +200,23 @@ impl ChangeFeed for DynamoDataPointStore {
                     )
                 })?;
             for item in page.items() {
-                out.push(entry_of(item)?);
+                let entry = entry_of(item)?;
+                let keep = match q.budget {
+                    None => true,
+                    Some(budget) if entry.escaped_len > budget => false,
+                    Some(budget) => {
+                        within = within && spent + entry.escaped_len <= budget;
+                        if within {
+                            spent += entry.escaped_len;
+                        }
+                        within
+                    }
+                };
+                let json = match keep {
+                    true => Some(text(self.json_of(item).await?, "data point")?),
+                    false => None,
+                };
+                out.push(ChangedPoint { entry, json });
             }
             match page.last_evaluated_key {
                 Some(key) if !key.is_empty() && out.len() < q.limit => start = Some(key),
@@ -135,42 +228,29 @@ impl ChangeFeed for DynamoDataPointStore {
         }
     }
 
-    /// One `BatchGetItem` for the heads (strongly consistent), one more for split bodies.
+    /// A `GetItem` per entry (and a `Query` for a split body's parts).
     async fn bodies(&self, entries: &[ChangeEntry]) -> StoreResult<Vec<StoredJson>> {
-        if entries.is_empty() {
-            return Ok(Vec::new());
+        let mut out = Vec::with_capacity(entries.len());
+        for e in entries {
+            let Some(head) = self
+                .head(e.connection_id.as_str(), e.case_id.as_str())
+                .await?
+            else {
+                continue;
+            };
+            if !head.contains_key(CHANGED) {
+                continue;
+            }
+            let json = text(self.json_of(&head).await?, "data point")?;
+            out.push(StoredJson {
+                entry: entry_of(&head)?,
+                json,
+            });
         }
-        let keys = entries
-            .iter()
-            .map(|e| Self::key_item(e.connection_id.as_str(), e.case_id.as_str()))
-            .collect();
-        let heads = self.batch.get(keys, &Projection::default()).await?;
-        let bodies = self.bodies_of(&heads).await?;
-        let mut found: std::collections::HashMap<(String, String), StoredJson> = heads
-            .iter()
-            .zip(bodies)
-            .map(|(head, json)| {
-                let entry = entry_of(head)?;
-                let key = (
-                    entry.connection_id.as_str().to_owned(),
-                    entry.case_id.as_str().to_owned(),
-                );
-                let json = text(json, "data point")?;
-                Ok((key, StoredJson { entry, json }))
-            })
-            .collect::<StoreResult<_>>()?;
-        Ok(entries
-            .iter()
-            .filter_map(|e| {
-                found.remove(&(
-                    e.connection_id.as_str().to_owned(),
-                    e.case_id.as_str().to_owned(),
-                ))
-            })
-            .collect())
+        Ok(out)
     }
 
-    /// A `Query` on the id index, then the head (and its parts).
+    /// A `Query` on the id index, a `GetItem` for the head (and a `Query` for a split body).
     async fn by_id(&self, id: &str) -> StoreResult<Option<StoredJson>> {
         let mut expr = Expr::new();
         let key_condition = format!("{} = {}", expr.name(ID), expr.value("id", s(id)));
@@ -190,30 +270,17 @@ impl ChangeFeed for DynamoDataPointStore {
             return Ok(None);
         };
         let a = Attrs::new(key, "data point id entry");
-        let out = self
-            .client()
-            .get_item()
-            .table_name(self.table())
-            .set_key(Some(Self::key_item(a.s(CONNECTION_ID)?, a.s(CASE_ID)?)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| store_error(e, format_args!("read data point {id}")))?;
-        let Some(head) = out.item else {
+        let Some(head) = self.head(a.s(CONNECTION_ID)?, a.s(CASE_ID)?).await? else {
             return Ok(None);
         };
         if !head.contains_key(CHANGED) {
             // Written before the change index: readable once upgraded.
             return Ok(None);
         }
-        let json = self
-            .bodies_of(std::slice::from_ref(&head))
-            .await?
-            .pop()
-            .unwrap_or_default();
+        let json = text(self.json_of(&head).await?, "data point")?;
         Ok(Some(StoredJson {
             entry: entry_of(&head)?,
-            json: text(json, "data point")?,
+            json,
         }))
     }
 }

@@ -38,6 +38,9 @@ const LAST_LOOKBACK_AT: &str = "last_lookback_at";
 const LAST_RUN: &str = "last_run";
 const FAILURES: &str = "failures";
 const LEASE_HOLDER: &str = "lease_holder";
+/// BOOL, true once every data point of the connection is in the change index; absent on
+/// connections created before that index existed.
+const POINTS_INDEXED: &str = "points_indexed";
 const LEASE_UNTIL: &str = "lease_until";
 
 /// The `connections` table: [`ConnectionReader`], [`ConnectionWriter`], [`CursorStore`],
@@ -203,6 +206,9 @@ fn to_item(c: &Connection) -> StoreResult<Item> {
     if let Some(run) = &c.last_run {
         item.insert(LAST_RUN.to_owned(), run_value(run)?);
     }
+    if c.points_indexed {
+        item.insert(POINTS_INDEXED.to_owned(), AttributeValue::Bool(true));
+    }
     Ok(item)
 }
 
@@ -265,6 +271,7 @@ fn from_item(item: &Item) -> StoreResult<Connection> {
         last_lookback_at: opt_time(LAST_LOOKBACK_AT)?,
         last_run,
         failures,
+        points_indexed: matches!(item.get(POINTS_INDEXED), Some(AttributeValue::Bool(true))),
     })
 }
 
@@ -380,6 +387,15 @@ impl StateWriter for DynamoConnectionStore {
         u.set(&mut expr, STATE, s(state.as_str()));
         u.set_or_remove(&mut expr, STATE_REASON, reason.map(s));
         self.update(id, "set state", expr, u.build(), None)
+            .await
+            .map(drop)
+    }
+
+    async fn mark_points_indexed(&self, id: &ConnectionId) -> StoreResult<()> {
+        let mut expr = Expr::new();
+        let mut u = Update::default();
+        u.set(&mut expr, POINTS_INDEXED, AttributeValue::Bool(true));
+        self.update(id, "mark points indexed", expr, u.build(), None)
             .await
             .map(drop)
     }

@@ -41,7 +41,8 @@ pub(crate) const CHANGED: &str = "changed";
 pub(crate) const ESCAPED_LEN: &str = "escaped_len";
 
 /// The index of a channel's data points by last change: partition key `channel`, sort key
-/// `changed`, projecting the table's keys and `escaped_len`.
+/// `changed`, projecting the table's keys and the body (`body`, or `parts` and `part_set`) with
+/// `escaped_len`, so that a page is read with `Query` alone.
 pub const CHANGE_INDEX: &str = "by_change";
 /// The index of data points by id: partition key `id`, keys only.
 pub const ID_INDEX: &str = "by_id";
@@ -78,13 +79,13 @@ type Key = (String, String);
 pub(crate) struct StoredHead {
     modstamp: DateTime<Utc>,
     hash: String,
-    parts: Option<PartSet>,
+    pub(crate) parts: Option<PartSet>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct PartSet {
-    id: String,
-    count: usize,
+pub(crate) struct PartSet {
+    pub(crate) id: String,
+    pub(crate) count: usize,
 }
 
 /// All versions of one Case given to one upsert, in the order given.
@@ -389,20 +390,25 @@ impl DynamoDataPointStore {
 
 pub(crate) fn parse_head(item: &Item) -> StoreResult<StoredHead> {
     let a = Attrs::new(item, "data point head");
-    let parts = match (a.opt_s(PART_SET)?, a.opt_n(PARTS)?) {
-        (Some(id), Some(count)) => Some(PartSet {
-            id: id.to_owned(),
-            count: usize::try_from(count)
-                .map_err(|_| corrupt("data point head", "part count out of range"))?,
-        }),
-        (None, None) => None,
-        _ => return Err(corrupt("data point head", "parts without a part set")),
-    };
     Ok(StoredHead {
         modstamp: time::parse("data point head", a.s(SYSTEM_MODSTAMP)?)?,
         hash: a.s(CONTENT_HASH)?.to_owned(),
-        parts,
+        parts: part_set(item)?,
     })
+}
+
+/// Where a head's body is: `None` inline, else its part set.
+pub(crate) fn part_set(item: &Item) -> StoreResult<Option<PartSet>> {
+    let a = Attrs::new(item, "data point head");
+    match (a.opt_s(PART_SET)?, a.opt_n(PARTS)?) {
+        (Some(id), Some(count)) => Ok(Some(PartSet {
+            id: id.to_owned(),
+            count: usize::try_from(count)
+                .map_err(|_| corrupt("data point head", "part count out of range"))?,
+        })),
+        (None, None) => Ok(None),
+        _ => Err(corrupt("data point head", "parts without a part set")),
+    }
 }
 
 /// Applies a group's versions in order to what is stored, as the in-memory store would one
@@ -521,6 +527,15 @@ impl DataPointWriter for DynamoDataPointStore {
     /// `BatchWriteItem` holds 25 items: the engine hands over whole batches.
     fn write_batch_size(&self) -> Option<usize> {
         Some(crate::batch::WRITE_CHUNK)
+    }
+
+    /// See [`DynamoDataPointStore::upgrade_heads`].
+    async fn index_existing_points(
+        &self,
+        connection: &ConnectionId,
+        budget: std::time::Duration,
+    ) -> StoreResult<bool> {
+        self.upgrade_heads(connection, budget).await
     }
 }
 

@@ -163,7 +163,7 @@ pub use provision::{ProvisionError, QueueOptions, QueueUrls, create_queue, creat
 pub use queue::{REASON_ATTRIBUTE, Received, SOURCE_ID_ATTRIBUTE, SqsWorkQueue, deduplication_id};
 pub use secrets::SecretsManagerStore;
 pub use tuning::{RetryPolicy, Tuning};
-pub use wiring::{StartupError, Wiring};
+pub use wiring::{Started, StartupError, Wiring};
 
 /// DynamoDB's item size limit (400 KB), which no item this crate writes reaches.
 pub const DYNAMODB_ITEM_LIMIT: usize = 400 * 1024;

@@ -35,8 +35,9 @@ fn failed(what: impl Into<String>) -> impl FnOnce(anyhow::Error) -> ProvisionErr
 /// | `auth_states` | `state` (S) | | `expires_at` |
 ///
 /// `data_points` also has its two global secondary indexes ([`crate::CHANGE_INDEX`]:
-/// `channel` (S) / `changed` (S), projecting `escaped_len`; [`crate::ID_INDEX`]: `id` (S), keys
-/// only) and a stream of new and old images (the change events).
+/// `channel` (S) / `changed` (S), projecting `body`, `parts`, `part_set` and `escaped_len`;
+/// [`crate::ID_INDEX`]: `id` (S), keys only) and a stream of new and old images (the change
+/// events).
 pub async fn create_tables(
     client: &aws_sdk_dynamodb::Client,
     names: &TableNames,
@@ -92,7 +93,11 @@ fn data_point_indexes(request: Builder) -> Result<Builder, anyhow::Error> {
         .projection(
             Projection::builder()
                 .projection_type(ProjectionType::Include)
-                .non_key_attributes("escaped_len")
+                .set_non_key_attributes(Some(
+                    ["body", "parts", "part_set", "escaped_len"]
+                        .map(str::to_owned)
+                        .to_vec(),
+                ))
                 .build(),
         )
         .build()?;

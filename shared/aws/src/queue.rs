@@ -12,7 +12,7 @@ use aws_sdk_sqs::types::{
 use futures::{StreamExt, TryStreamExt};
 use sha2::{Digest, Sha256};
 
-use casesync_core::ports::{StoreError, StoreResult, WorkItem, WorkKind, WorkQueue};
+use casesync_core::ports::{StoreError, StoreResult, WorkItem, WorkQueue};
 
 use crate::error::store_error;
 use crate::metrics::Metrics;
@@ -58,10 +58,7 @@ pub struct SqsWorkQueue {
 /// The deduplication id of a work item: hex SHA-256 of `connection id|kind|enqueued_at`
 /// (64 characters; SQS allows 128).
 pub fn deduplication_id(item: &WorkItem) -> String {
-    let kind = match item.kind {
-        WorkKind::Tick => "tick",
-        WorkKind::Continuation => "continuation",
-    };
+    let kind = item.kind.as_str();
     let enqueued = item
         .enqueued_at
         .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
@@ -278,6 +275,7 @@ impl WorkQueue for SqsWorkQueue {
 mod tests {
     use super::*;
     use casesync_core::domain::ConnectionId;
+    use casesync_core::ports::WorkKind;
 
     #[test]
     fn deduplication_ids_follow_connection_kind_and_time() {

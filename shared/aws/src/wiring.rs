@@ -22,6 +22,7 @@
 use std::sync::Arc;
 
 use casesync_core::salesforce::{HttpSettings, OAuthApp, Salesforce, SalesforceError};
+use secrecy::SecretString;
 
 use crate::config::{
     AUTH_STATES_TABLE, CONNECTIONS_TABLE, ClientSecretError, ConfigError, DATA_POINTS_TABLE,
@@ -51,6 +52,22 @@ pub struct Wiring {
     secrets_manager: aws_sdk_secretsmanager::Client,
     sqs: aws_sdk_sqs::Client,
     metrics: Arc<Metrics>,
+    /// Secrets to read at the finish: (variable, ARN).
+    secrets_to_read: Vec<(&'static str, String)>,
+}
+
+/// What [`Wiring::finish_with_salesforce`] read from Secrets Manager.
+pub struct Started {
+    pub salesforce: Salesforce,
+    secrets: Vec<(&'static str, SecretString)>,
+}
+
+impl Started {
+    /// The value of a secret asked for with [`Wiring::secret`].
+    pub fn secret(&mut self, var: &'static str) -> Option<SecretString> {
+        let i = self.secrets.iter().position(|(v, _)| *v == var)?;
+        Some(self.secrets.swap_remove(i).1)
+    }
 }
 
 impl Wiring {
@@ -61,7 +78,14 @@ impl Wiring {
             secrets_manager: aws_sdk_secretsmanager::Client::new(sdk),
             sqs: aws_sdk_sqs::Client::new(sdk),
             metrics: Arc::new(Metrics::new()),
+            secrets_to_read: Vec::new(),
         }
+    }
+
+    /// The secret whose ARN is in `var`, read once at the finish ([`Started::secret`]).
+    pub fn secret(&mut self, var: &'static str) {
+        let arn = self.env.required(var);
+        self.secrets_to_read.push((var, arn));
     }
 
     /// Uses this DynamoDB client instead of the one built from the `SdkConfig` (a test routing
@@ -139,19 +163,35 @@ impl Wiring {
     /// (`SALESFORCE_CLIENT_SECRET_ARN`) once and builds the process-wide Salesforce clients for
     /// `SALESFORCE_CLIENT_ID`.
     pub async fn finish_with_salesforce(
-        mut self,
+        self,
         http: &HttpSettings,
     ) -> Result<Salesforce, StartupError> {
+        Ok(self.start_with_salesforce(http).await?.salesforce)
+    }
+
+    /// [`Wiring::finish_with_salesforce`], also reading the secrets asked for with
+    /// [`Wiring::secret`].
+    pub async fn start_with_salesforce(
+        mut self,
+        http: &HttpSettings,
+    ) -> Result<Started, StartupError> {
         let client_id = self.env.required(SALESFORCE_CLIENT_ID);
         let client_secret_arn = self.env.required(SALESFORCE_CLIENT_SECRET_ARN);
         self.env.finish()?;
         let client_secret = read_client_secret(&self.secrets_manager, &client_secret_arn).await?;
-        Ok(Salesforce::new(
-            OAuthApp {
-                client_id,
-                client_secret: Some(client_secret),
-            },
-            http,
-        )?)
+        let mut secrets = Vec::with_capacity(self.secrets_to_read.len());
+        for (var, arn) in &self.secrets_to_read {
+            secrets.push((*var, read_client_secret(&self.secrets_manager, arn).await?));
+        }
+        Ok(Started {
+            salesforce: Salesforce::new(
+                OAuthApp {
+                    client_id,
+                    client_secret: Some(client_secret),
+                },
+                http,
+            )?,
+            secrets,
+        })
     }
 }

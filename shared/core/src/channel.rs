@@ -33,6 +33,7 @@ use crate::ports::{
     ChangeEntry, ChangeFeed, ChangePosition, ChangeQuery, ConnectionReader, DataPointReader,
     StoreResult, StoredJson,
 };
+use std::collections::HashMap;
 
 /// The most points a page may hold.
 pub const MAX_PAGE_LIMIT: usize = 1000;
@@ -126,17 +127,19 @@ pub async fn read_page(
             since: request.since,
             until,
             limit: request.limit.min(MAX_PAGE_LIMIT),
+            budget: request.budget,
         })
         .await?;
     let mut chosen = Vec::new();
     let mut omitted = Vec::new();
     let mut spent = 0u64;
     let mut next = request.after.clone();
-    for entry in entries {
+    for point in entries {
+        let entry = &point.entry;
         if let Some(budget) = request.budget {
             if entry.escaped_len > budget {
                 next = Some(entry.position.clone());
-                omitted.push(entry);
+                omitted.push(point.entry);
                 continue;
             }
             if spent + entry.escaped_len > budget {
@@ -145,9 +148,33 @@ pub async fn read_page(
         }
         spent += entry.escaped_len;
         next = Some(entry.position.clone());
-        chosen.push(entry);
+        chosen.push(point);
     }
-    let points = feed.bodies(&chosen).await?;
+    // What did not come with its JSON is read now, in one go.
+    let missing: Vec<ChangeEntry> = chosen
+        .iter()
+        .filter(|p| p.json.is_none())
+        .map(|p| p.entry.clone())
+        .collect();
+    let mut read: HashMap<String, StoredJson> = if missing.is_empty() {
+        HashMap::new()
+    } else {
+        feed.bodies(&missing)
+            .await?
+            .into_iter()
+            .map(|s| (s.entry.position.id.clone(), s))
+            .collect()
+    };
+    let points = chosen
+        .into_iter()
+        .filter_map(|p| match p.json {
+            Some(json) => Some(StoredJson {
+                entry: p.entry,
+                json,
+            }),
+            None => read.remove(&p.entry.position.id),
+        })
+        .collect();
     Ok(Page {
         points,
         omitted,

@@ -207,6 +207,13 @@ impl StateWriter for MemoryStore {
             Ok(())
         })
     }
+
+    async fn mark_points_indexed(&self, id: &ConnectionId) -> StoreResult<()> {
+        self.with_connection(id, |c| {
+            c.points_indexed = true;
+            Ok(())
+        })
+    }
 }
 
 #[async_trait]
@@ -419,7 +426,7 @@ impl ChangeFeed for MemoryStore {
         TimeDelta::zero()
     }
 
-    async fn changes(&self, q: &ChangeQuery) -> StoreResult<Vec<ChangeEntry>> {
+    async fn changes(&self, q: &ChangeQuery) -> StoreResult<Vec<ChangedPoint>> {
         let inner = self.lock();
         let mut entries: Vec<ChangeEntry> = inner
             .points
@@ -437,7 +444,11 @@ impl ChangeFeed for MemoryStore {
             .collect();
         entries.sort_by(|a, b| a.position.cmp(&b.position));
         entries.truncate(q.limit);
-        Ok(entries)
+        // Bodies are left to `bodies`, as a store with a keys-only index would.
+        Ok(entries
+            .into_iter()
+            .map(|entry| ChangedPoint { entry, json: None })
+            .collect())
     }
 
     async fn bodies(&self, entries: &[ChangeEntry]) -> StoreResult<Vec<StoredJson>> {

@@ -73,6 +73,9 @@ pub trait StateWriter: Send + Sync {
         state: ConnectionState,
         reason: Option<&str>,
     ) -> StoreResult<()>;
+
+    /// Records that every data point of the connection is in the change order.
+    async fn mark_points_indexed(&self, id: &ConnectionId) -> StoreResult<()>;
 }
 
 #[async_trait]
@@ -165,6 +168,17 @@ pub trait DataPointWriter: Send + Sync {
     fn write_batch_size(&self) -> Option<usize> {
         None
     }
+
+    /// Puts the connection's points stored before the change order existed into it, for at
+    /// most `budget`; `Ok(true)` once none is left. A store that upgrades in place (SQLite, when
+    /// it opens) has nothing left to do.
+    async fn index_existing_points(
+        &self,
+        _connection: &ConnectionId,
+        _budget: std::time::Duration,
+    ) -> StoreResult<bool> {
+        Ok(true)
+    }
 }
 
 #[async_trait]
@@ -217,6 +231,10 @@ pub struct ChangeQuery {
     /// Changed strictly before this instant (now minus the feed's visibility lag).
     pub until: DateTime<Utc>,
     pub limit: usize,
+    /// The caller keeps entries, in order, while their escaped lengths add up to at most this
+    /// (passing over any one larger than it alone): a store that reads bodies along with the
+    /// entries need not read the ones past it.
+    pub budget: Option<u64>,
 }
 
 /// A data point's contract JSON, exactly as stored (the bytes the export prints).
@@ -224,6 +242,14 @@ pub struct ChangeQuery {
 pub struct StoredJson {
     pub entry: ChangeEntry,
     pub json: String,
+}
+
+/// An entry of the change order, with its JSON when the store read it along with the entry (a
+/// store whose index holds the bodies), so that no second read is needed for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangedPoint {
+    pub entry: ChangeEntry,
+    pub json: Option<String>,
 }
 
 /// A channel's data points in the order they last changed: what the read API and the console
@@ -234,10 +260,11 @@ pub trait ChangeFeed: Send + Sync {
     /// read closer to now than this, so a cursor can never pass a write still in flight.
     fn visibility_lag(&self) -> TimeDelta;
 
-    /// Up to `limit` entries of the query, in change order.
-    async fn changes(&self, query: &ChangeQuery) -> StoreResult<Vec<ChangeEntry>>;
+    /// Up to `limit` entries of the query, in change order, with their JSON where the store
+    /// read it along.
+    async fn changes(&self, query: &ChangeQuery) -> StoreResult<Vec<ChangedPoint>>;
 
-    /// The stored JSON of `entries` (one read where the store allows), in their order. A point
+    /// The stored JSON of `entries` whose JSON did not come with them, in their order. A point
     /// deleted since it was listed is left out; one rewritten since comes with its current
     /// content (and is listed again at its new position).
     async fn bodies(&self, entries: &[ChangeEntry]) -> StoreResult<Vec<StoredJson>>;
@@ -259,6 +286,19 @@ pub enum WorkKind {
     Tick,
     /// Sent by a worker whose run stopped with work left.
     Continuation,
+    /// Put the connection's data points stored before the change order existed into it (sent
+    /// by the scheduler, and by a worker that ran out of time doing it).
+    IndexPoints,
+}
+
+impl WorkKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tick => "tick",
+            Self::Continuation => "continuation",
+            Self::IndexPoints => "index_points",
+        }
+    }
 }
 
 /// One unit of work: "sync this connection".

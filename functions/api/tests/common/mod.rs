@@ -12,6 +12,7 @@ use casesync_aws::testing::{Moto, ResourceNames};
 use casesync_aws::{
     DynamoAuthStateStore, DynamoConnectionStore, DynamoDataPointStore, SecretsManagerStore,
 };
+use casesync_core::channel::CursorKey;
 use casesync_core::data_point::{ContentSource, DataPoint, Direction, Message, Participant};
 use casesync_core::domain::{CaseId, ChannelName, ConnectionId};
 use casesync_core::manage::{Manager, Policy};
@@ -28,6 +29,8 @@ use url::Url;
 pub const DOMAIN: &str = "k7x2m9q4ab.execute-api.eu-west-1.amazonaws.com";
 pub const APP_URL: &str = "https://app.example.com/salesforce";
 pub const CALLER: &str = "arn:aws:iam::123456789012:user/ops-admin";
+/// How far behind now the read API reads in these tests.
+pub const VISIBILITY_LAG: chrono::TimeDelta = chrono::TimeDelta::milliseconds(300);
 
 pub fn callback_url() -> String {
     format!("https://{DOMAIN}/oauth/callback")
@@ -81,10 +84,11 @@ pub async fn world_with(config: SimConfig) -> World {
         aws.dynamodb(),
         &names.tables.connections,
     ));
-    let data_points = Arc::new(DynamoDataPointStore::new(
-        aws.dynamodb(),
-        &names.tables.data_points,
-    ));
+    // Moto updates indexes with the write: a short visibility lag keeps the tests quick.
+    let data_points = Arc::new(
+        DynamoDataPointStore::new(aws.dynamodb(), &names.tables.data_points)
+            .with_visibility_lag(VISIBILITY_LAG),
+    );
     let auth_states = Arc::new(DynamoAuthStateStore::new(
         aws.dynamodb(),
         &names.tables.auth_states,
@@ -109,6 +113,8 @@ pub async fn world_with(config: SimConfig) -> World {
             actor: "the management API",
         },
         callback_url: None,
+        feed: data_points.clone(),
+        cursor_key: Arc::new(CursorKey::new(b"test cursor key".to_vec())),
     };
     let callback = Callback {
         oauth: salesforce.oauth.clone(),

@@ -196,6 +196,11 @@ pub struct Connection {
     /// Cases that could not be mapped, retried on later runs.
     #[serde(default)]
     pub failures: Vec<CaseFailure>,
+    /// Every data point of this connection is in its channel's change order. False only for a
+    /// connection whose points were stored before that order existed (a store upgraded in
+    /// place); the scheduler then queues [`crate::ports::WorkKind::IndexPoints`] work for it.
+    #[serde(default)]
+    pub points_indexed: bool,
 }
 
 impl Connection {
@@ -227,6 +232,7 @@ impl Connection {
             last_lookback_at: None,
             last_run: None,
             failures: Vec::new(),
+            points_indexed: true,
         }
     }
 }

@@ -35,12 +35,22 @@ impl Targets {
         t
     }
 
-    /// One tick per active connection, stamped `at`.
-    pub fn ticks(&self, at: DateTime<Utc>) -> Vec<WorkItem> {
-        self.active
+    /// One tick per active connection, stamped `at`; and for every connection (whatever its
+    /// state) whose data points are not all in the change order yet, the work of putting them
+    /// there.
+    pub fn work(&self, at: DateTime<Utc>) -> Vec<WorkItem> {
+        let ticks = self.active.iter().map(|c| WorkItem::tick(c.id.clone(), at));
+        let index = self
+            .active
             .iter()
-            .map(|c| WorkItem::tick(c.id.clone(), at))
-            .collect()
+            .chain(&self.needs_reauth)
+            .chain(&self.disconnected)
+            .filter(|c| !c.points_indexed)
+            .map(|c| WorkItem {
+                kind: WorkKind::IndexPoints,
+                ..WorkItem::tick(c.id.clone(), at)
+            });
+        ticks.chain(index).collect()
     }
 }
 
@@ -57,6 +67,8 @@ pub enum Skip {
     /// so a continuation older than the last run is redundant, and skipping it keeps one chain
     /// of continuations per connection.
     Stale { last_run_started_at: DateTime<Utc> },
+    /// Its data points are all in the change order already.
+    AlreadyIndexed,
 }
 
 /// Whether `item` still needs a run, given its connection as stored now.
@@ -64,6 +76,14 @@ pub fn needs_run(item: &WorkItem, connection: Option<&Connection>) -> Result<(),
     let Some(c) = connection else {
         return Err(Skip::Deleted);
     };
+    if item.kind == WorkKind::IndexPoints {
+        // Whatever the connection's state: its points are in a channel either way.
+        return if c.points_indexed {
+            Err(Skip::AlreadyIndexed)
+        } else {
+            Ok(())
+        };
+    }
     if c.state != ConnectionState::Active {
         return Err(Skip::NotActive(c.state));
     }
@@ -87,6 +107,19 @@ pub enum FollowUp {
     /// Work is left, but [`MAX_IDLE_RUNS`] runs in a row read nothing before their budget ran
     /// out; the next tick starts again. The reason is for the user.
     GiveUp(String),
+}
+
+/// What follows indexing a connection's points: another pass when time ran out first.
+pub fn follow_up_indexing(item: &WorkItem, done: bool, now: DateTime<Utc>) -> FollowUp {
+    if done {
+        return FollowUp::Nothing;
+    }
+    FollowUp::Continue(WorkItem {
+        connection_id: item.connection_id.clone(),
+        kind: WorkKind::IndexPoints,
+        enqueued_at: now,
+        idle_runs: 0,
+    })
 }
 
 /// What follows `report`, the run of `item`.
@@ -160,7 +193,7 @@ mod tests {
             connection(ConnectionState::Active),
         ]);
         let at = Utc::now();
-        let ticks = t.ticks(at);
+        let ticks = t.work(at);
         assert_eq!(ticks.len(), 2);
         assert!(
             ticks

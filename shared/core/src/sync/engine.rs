@@ -195,6 +195,34 @@ impl SyncEngine {
         }
     }
 
+    /// Puts the connection's data points stored before the change order existed into it, for
+    /// at most `budget`, holding its sync lease (so no run writes them meanwhile), and records
+    /// on the connection when none is left. `Ok(None)`: another run holds the lease;
+    /// `Ok(Some(done))` otherwise.
+    pub async fn index_points(
+        &self,
+        id: &ConnectionId,
+        budget: Duration,
+    ) -> Result<Option<bool>, StoreError> {
+        let now = self.clock.now();
+        let until = now
+            + TimeDelta::from_std(budget).unwrap_or(TimeDelta::hours(1))
+            + TimeDelta::minutes(2);
+        let leases: Arc<dyn LeaseStore> = self.connections.clone();
+        let holder = format!("index-{}", uuid::Uuid::new_v4());
+        let Some(lease) = SyncLease::acquire(leases, id, holder, now, until).await? else {
+            return Ok(None);
+        };
+        let result = self.points.index_existing_points(id, budget).await;
+        let marked = match &result {
+            Ok(true) => self.connections.mark_points_indexed(id).await,
+            _ => Ok(()),
+        };
+        lease.release().await;
+        marked?;
+        result.map(Some)
+    }
+
     /// Runs a leased connection until done, out of budget, or stopped. Cancelling it (dropping
     /// the future) loses nothing: the cursor holds the last page written.
     pub async fn run(

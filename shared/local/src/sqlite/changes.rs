@@ -43,7 +43,8 @@ impl ChangeFeed for SqliteStore {
         TimeDelta::zero()
     }
 
-    async fn changes(&self, q: &ChangeQuery) -> StoreResult<Vec<ChangeEntry>> {
+    /// The entries only: their bodies are read by `bodies`, for the ones a page keeps.
+    async fn changes(&self, q: &ChangeQuery) -> StoreResult<Vec<ChangedPoint>> {
         if q.limit == 0 {
             return Ok(Vec::new());
         }
@@ -75,7 +76,14 @@ impl ChangeFeed for SqliteStore {
                 .map_err(sql_error(format!(
                     "reading the changes of channel {channel}"
                 )))?;
-            rows.iter().map(entry).collect()
+            rows.iter()
+                .map(|row| {
+                    Ok(ChangedPoint {
+                        entry: entry(row)?,
+                        json: None,
+                    })
+                })
+                .collect()
         })
         .await
     }

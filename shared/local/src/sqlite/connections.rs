@@ -91,6 +91,8 @@ impl ConnectionRow {
                 .map(|raw| d.json::<SyncReport>("last_run", raw))
                 .transpose()?,
             failures: d.json::<Vec<CaseFailure>>("failures", &self.failures)?,
+            // Schema 2 indexed every stored point when the database was opened.
+            points_indexed: true,
         })
     }
 }
@@ -285,6 +287,15 @@ impl ConnectionWriter for SqliteStore {
 
 #[async_trait]
 impl StateWriter for SqliteStore {
+    /// SQLite puts every point in the change order when the database is opened (schema 2):
+    /// nothing to record.
+    async fn mark_points_indexed(&self, id: &ConnectionId) -> StoreResult<()> {
+        match self.get_connection(id).await? {
+            Some(_) => Ok(()),
+            None => Err(not_found(id)),
+        }
+    }
+
     async fn set_state(
         &self,
         id: &ConnectionId,
