@@ -99,7 +99,8 @@ wiring = {m.group(1): set(re.findall(r"env\.required\(([A-Z_]+)\)", m.group(2)))
                                wiring_src, re.S)}
 check(wiring.get("connections") == {"CONNECTIONS_TABLE"}, f"could not read Wiring's methods: {wiring}")
 functions = {"SchedulerFunction": "scheduler", "WorkerFunction": "worker",
-             "OAuthCallbackFunction": "oauth-callback", "ApiFunction": "api"}
+             "OAuthCallbackFunction": "oauth-callback", "ApiFunction": "api",
+             "PublisherFunction": "publisher"}
 for resource, crate in functions.items():
     props = res[resource]["Properties"]
     env = {**env_global, **props.get("Environment", {}).get("Variables", {})}
@@ -124,7 +125,28 @@ routes = sorted((e["Properties"]["Method"], e["Properties"]["Path"])
 check(routes == sorted([("GET", "/oauth/callback"), ("POST", "/connections"), ("GET", "/connections"),
     ("GET", "/connections/{id}"), ("GET", "/connections/{id}/queues"), ("PUT", "/connections/{id}"),
     ("POST", "/connections/{id}/disconnect"), ("POST", "/connections/{id}/reauthorize"),
-    ("DELETE", "/connections/{id}"), ("GET", "/connections/{id}/diagnostics")]), f"routes: {routes}")
+    ("DELETE", "/connections/{id}"), ("GET", "/connections/{id}/diagnostics"),
+    ("GET", "/channels"), ("GET", "/channels/{channel}/data-points"), ("GET", "/data-points/{id}")]),
+    f"routes: {routes}")
+
+# The data points table's indexes and stream, as casesync_aws::create_tables makes them.
+dp = res["DataPointsTable"]["Properties"]
+points_src = (root / "shared/aws/src/data_points.rs").read_text()
+index_names = dict(re.findall(r'pub const (CHANGE_INDEX|ID_INDEX): &str = "([a-z_]+)";', points_src))
+gsis = {g["IndexName"]: g for g in dp.get("GlobalSecondaryIndexes", [])}
+check(set(gsis) == set(index_names.values()), f"data point indexes: {sorted(gsis)} vs {index_names}")
+by_change = gsis.get(index_names.get("CHANGE_INDEX"), {})
+check([(k["AttributeName"], k["KeyType"]) for k in by_change.get("KeySchema", [])]
+      == [("channel", "HASH"), ("changed", "RANGE")], "change index keys")
+check(set(by_change.get("Projection", {}).get("NonKeyAttributes", []))
+      == {"body", "parts", "part_set", "escaped_len"}, "change index projects the bodies")
+check(dp.get("StreamSpecification", {}).get("StreamViewType") == "NEW_AND_OLD_IMAGES",
+      "data points stream of new and old images")
+publisher = res["PublisherFunction"]["Properties"]
+streams = [e["Properties"] for e in publisher["Events"].values() if e["Type"] == "DynamoDB"]
+check(len(streams) == 1 and "ReportBatchItemFailures" in streams[0].get("FunctionResponseTypes", [])
+      and streams[0].get("DestinationConfig", {}).get("OnFailure", {}).get("Type") == "SQS",
+      "publisher: stream source with batch item failures and a dead-letter destination")
 callback = res["OAuthCallbackFunction"]["Properties"]["Events"]["Callback"]["Properties"]
 check(callback.get("Auth", {}).get("Authorizer") == "NONE", "the OAuth callback has no authorizer")
 auth = res["HttpApi"]["Properties"]["Auth"]

@@ -80,6 +80,7 @@ impl DynamoDataPointStore {
                 expr.name(CASE_ID),
                 expr.value("prefix", s(&prefix)),
             );
+            self.metrics().query();
             let page = self
                 .client()
                 .query()
@@ -117,6 +118,7 @@ impl DynamoDataPointStore {
     }
 
     async fn head(&self, connection: &str, case: &str) -> StoreResult<Option<Item>> {
+        self.metrics().get_item();
         let out = self
             .client()
             .get_item()
@@ -180,6 +182,7 @@ impl ChangeFeed for DynamoDataPointStore {
                 )
             });
             let want = (q.limit - out.len()).min(QUERY_LIMIT);
+            self.metrics().query();
             let page = self
                 .client()
                 .query()
@@ -254,6 +257,7 @@ impl ChangeFeed for DynamoDataPointStore {
     async fn by_id(&self, id: &str) -> StoreResult<Option<StoredJson>> {
         let mut expr = Expr::new();
         let key_condition = format!("{} = {}", expr.name(ID), expr.value("id", s(id)));
+        self.metrics().query();
         let page = self
             .client()
             .query()

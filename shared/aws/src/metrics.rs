@@ -11,6 +11,9 @@ pub struct Metrics {
     batch_write_item_requests: AtomicU64,
     batch_get_item_calls: AtomicU64,
     send_message_batch_calls: AtomicU64,
+    query_calls: AtomicU64,
+    get_item_calls: AtomicU64,
+    put_events_calls: AtomicU64,
     retries: AtomicU64,
 }
 
@@ -26,6 +29,12 @@ pub struct MetricsSnapshot {
     pub batch_get_item_calls: u64,
     /// SQS `SendMessageBatch` calls, retries of failed entries included.
     pub send_message_batch_calls: u64,
+    /// DynamoDB `Query` calls of the change feed (pages, parts, ids).
+    pub query_calls: u64,
+    /// DynamoDB `GetItem` calls of the change feed.
+    pub get_item_calls: u64,
+    /// EventBridge `PutEvents` calls.
+    pub put_events_calls: u64,
     /// Retry rounds: unprocessed items or keys, failed queue entries.
     pub retries: u64,
 }
@@ -45,6 +54,9 @@ impl std::ops::Sub for MetricsSnapshot {
             batch_write_item_requests: self.batch_write_item_requests - o.batch_write_item_requests,
             batch_get_item_calls: self.batch_get_item_calls - o.batch_get_item_calls,
             send_message_batch_calls: self.send_message_batch_calls - o.send_message_batch_calls,
+            query_calls: self.query_calls - o.query_calls,
+            get_item_calls: self.get_item_calls - o.get_item_calls,
+            put_events_calls: self.put_events_calls - o.put_events_calls,
             retries: self.retries - o.retries,
         }
     }
@@ -62,6 +74,9 @@ impl Metrics {
             batch_write_item_requests: get(&self.batch_write_item_requests),
             batch_get_item_calls: get(&self.batch_get_item_calls),
             send_message_batch_calls: get(&self.send_message_batch_calls),
+            query_calls: get(&self.query_calls),
+            get_item_calls: get(&self.get_item_calls),
+            put_events_calls: get(&self.put_events_calls),
             retries: get(&self.retries),
         }
     }
@@ -79,6 +94,18 @@ impl Metrics {
     pub(crate) fn send_message_batch(&self) {
         self.send_message_batch_calls
             .fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn query(&self) {
+        self.query_calls.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn get_item(&self) {
+        self.get_item_calls.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn put_events(&self) {
+        self.put_events_calls.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn retry(&self) {

@@ -26,12 +26,12 @@ use secrecy::SecretString;
 
 use crate::config::{
     AUTH_STATES_TABLE, CONNECTIONS_TABLE, ClientSecretError, ConfigError, DATA_POINTS_TABLE,
-    DLQ_URL, Env, SALESFORCE_CLIENT_ID, SALESFORCE_CLIENT_SECRET_ARN, SECRET_PREFIX,
-    WORK_QUEUE_URL, read_client_secret,
+    DLQ_URL, EVENT_BUS_NAME, Env, SALESFORCE_CLIENT_ID, SALESFORCE_CLIENT_SECRET_ARN,
+    SECRET_PREFIX, WORK_QUEUE_URL, read_client_secret,
 };
 use crate::{
-    DynamoAuthStateStore, DynamoConnectionStore, DynamoDataPointStore, Metrics,
-    SecretsManagerStore, SqsWorkQueue,
+    DynamoAuthStateStore, DynamoConnectionStore, DynamoDataPointStore, EventBridgePublisher,
+    Metrics, SecretsManagerStore, SqsWorkQueue,
 };
 
 /// Why a function could not start.
@@ -51,6 +51,7 @@ pub struct Wiring {
     dynamodb: aws_sdk_dynamodb::Client,
     secrets_manager: aws_sdk_secretsmanager::Client,
     sqs: aws_sdk_sqs::Client,
+    eventbridge: aws_sdk_eventbridge::Client,
     metrics: Arc<Metrics>,
     /// Secrets to read at the finish: (variable, ARN).
     secrets_to_read: Vec<(&'static str, String)>,
@@ -77,6 +78,7 @@ impl Wiring {
             dynamodb: aws_sdk_dynamodb::Client::new(sdk),
             secrets_manager: aws_sdk_secretsmanager::Client::new(sdk),
             sqs: aws_sdk_sqs::Client::new(sdk),
+            eventbridge: aws_sdk_eventbridge::Client::new(sdk),
             metrics: Arc::new(Metrics::new()),
             secrets_to_read: Vec::new(),
         }
@@ -151,6 +153,12 @@ impl Wiring {
                 .with_dead_letter_queue(dlq)
                 .with_metrics(self.metrics.clone()),
         )
+    }
+
+    /// `EVENT_BUS_NAME`: where the data point change events go.
+    pub fn event_bus(&mut self) -> EventBridgePublisher {
+        let bus = self.env.required(EVENT_BUS_NAME);
+        EventBridgePublisher::new(self.eventbridge.clone(), bus).with_metrics(self.metrics.clone())
     }
 
     /// Checks the environment: every missing or invalid variable at once.

@@ -11,6 +11,7 @@ pub mod channel;
 pub mod data_point;
 pub mod diagnostics;
 pub mod domain;
+pub mod events;
 pub mod manage;
 pub mod mapping;
 /// In-memory adapters for the core's own unit tests (and, with the `test-support` feature, for
