@@ -276,6 +276,104 @@ impl Moto {
         aws_sdk_secretsmanager::Client::new(&self.config)
     }
 
+    pub fn eventbridge(&self) -> aws_sdk_eventbridge::Client {
+        aws_sdk_eventbridge::Client::new(&self.config)
+    }
+
+    /// A reader of `table`'s DynamoDB stream, from its first record.
+    pub async fn stream(&self, table: &str) -> StreamReader {
+        StreamReader::open(&self.url, table).await
+    }
+
+    /// An EventBridge bus `bus` with a rule matching `pattern` whose target is a new standard
+    /// SQS queue; returns the queue's URL. What a consumer of the change events sets up.
+    pub async fn bus_to_queue(&self, bus: &str, pattern: &serde_json::Value) -> String {
+        let events = self.eventbridge();
+        let sqs = self.sqs();
+        if let Err(e) = events.create_event_bus().name(bus).send().await {
+            let text = aws_sdk_eventbridge::error::DisplayErrorContext(e).to_string();
+            assert!(
+                text.contains("ResourceAlreadyExists"),
+                "create bus {bus}: {text}"
+            );
+        }
+        let queue = sqs
+            .create_queue()
+            .queue_name(format!("{bus}-consumer"))
+            .send()
+            .await
+            .expect("moto creates the consumer queue");
+        let url = queue.queue_url().expect("a queue URL").to_owned();
+        let arn = sqs
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .expect("moto reads the queue's ARN")
+            .attributes()
+            .and_then(|a| {
+                a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+                    .cloned()
+            })
+            .expect("the queue's ARN");
+        let rule = format!("{bus}-to-consumer");
+        events
+            .put_rule()
+            .name(&rule)
+            .event_bus_name(bus)
+            .event_pattern(pattern.to_string())
+            .send()
+            .await
+            .expect("moto creates the rule");
+        events
+            .put_targets()
+            .rule(&rule)
+            .event_bus_name(bus)
+            .targets(
+                aws_sdk_eventbridge::types::Target::builder()
+                    .id("consumer")
+                    .arn(arn)
+                    .build()
+                    .expect("a target"),
+            )
+            .send()
+            .await
+            .expect("moto adds the target");
+        url
+    }
+
+    /// Receives and deletes every message of a standard queue now in it: their bodies, parsed.
+    pub async fn drain_queue(&self, url: &str) -> Vec<serde_json::Value> {
+        let sqs = self.sqs();
+        let mut out = Vec::new();
+        loop {
+            let got = sqs
+                .receive_message()
+                .queue_url(url)
+                .max_number_of_messages(10)
+                .send()
+                .await
+                .expect("moto receives messages");
+            let messages = got.messages();
+            if messages.is_empty() {
+                return out;
+            }
+            for m in messages {
+                let body = m.body().unwrap_or_default();
+                out.push(serde_json::from_str(body).expect("an event as JSON"));
+                if let Some(handle) = m.receipt_handle() {
+                    sqs.delete_message()
+                        .queue_url(url)
+                        .receipt_handle(handle)
+                        .send()
+                        .await
+                        .expect("moto deletes the message");
+                }
+            }
+        }
+    }
+
     /// Every secret whose name starts with `prefix`, with its value: (name, value).
     pub async fn secrets_under(&self, prefix: &str) -> Vec<(String, String)> {
         let sm = self.secrets_manager();
@@ -331,5 +429,105 @@ impl Moto {
             panic!("create test tables: {e}");
         }
         names
+    }
+}
+
+/// Reads a table's DynamoDB stream from moto over its JSON wire protocol (moto keeps one shard),
+/// and hands the records on as Lambda's event source mapping would: in the DynamoDB stream
+/// event's shape, `{"Records": [...]}`.
+pub struct StreamReader {
+    url: String,
+    http: reqwest::Client,
+    stream_arn: String,
+    iterator: Option<String>,
+}
+
+impl StreamReader {
+    async fn call(
+        http: &reqwest::Client,
+        url: &str,
+        target: &str,
+        body: serde_json::Value,
+    ) -> serde_json::Value {
+        let response = http
+            .post(url)
+            .header("X-Amz-Target", format!("DynamoDBStreams_20120810.{target}"))
+            .header("Content-Type", "application/x-amz-json-1.0")
+            // moto routes by the signing service named here; it checks no signature.
+            .header(
+                "Authorization",
+                "AWS4-HMAC-SHA256 Credential=testing/20240101/us-east-1/dynamodb/aws4_request, \
+                 SignedHeaders=host, Signature=0",
+            )
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("moto answers the streams call");
+        let status = response.status();
+        let text = response.text().await.expect("a streams answer");
+        assert!(status.is_success(), "{target}: {status} {text}");
+        serde_json::from_str(&text).expect("a JSON streams answer")
+    }
+
+    async fn open(url: &str, table: &str) -> Self {
+        let http = reqwest::Client::new();
+        let listed = Self::call(
+            &http,
+            url,
+            "ListStreams",
+            serde_json::json!({"TableName": table}),
+        )
+        .await;
+        let stream_arn = listed["Streams"][0]["StreamArn"]
+            .as_str()
+            .expect("the table has a stream")
+            .to_owned();
+        let described = Self::call(
+            &http,
+            url,
+            "DescribeStream",
+            serde_json::json!({"StreamArn": stream_arn}),
+        )
+        .await;
+        let shard = described["StreamDescription"]["Shards"][0]["ShardId"]
+            .as_str()
+            .expect("a shard")
+            .to_owned();
+        let iterator = Self::call(
+            &http,
+            url,
+            "GetShardIterator",
+            serde_json::json!({"StreamArn": stream_arn, "ShardId": shard, "ShardIteratorType": "TRIM_HORIZON"}),
+        )
+        .await["ShardIterator"]
+            .as_str()
+            .map(str::to_owned);
+        Self {
+            url: url.to_owned(),
+            http,
+            stream_arn,
+            iterator,
+        }
+    }
+
+    /// The records written since the last call, as one stream event (`None` when there are none).
+    pub async fn next_event(&mut self) -> Option<serde_json::Value> {
+        let iterator = self.iterator.clone()?;
+        let got = Self::call(
+            &self.http,
+            &self.url,
+            "GetRecords",
+            serde_json::json!({"ShardIterator": iterator, "Limit": 1000}),
+        )
+        .await;
+        self.iterator = got["NextShardIterator"].as_str().map(str::to_owned);
+        let mut records = got["Records"].as_array().cloned().unwrap_or_default();
+        if records.is_empty() {
+            return None;
+        }
+        for r in &mut records {
+            r["eventSourceARN"] = serde_json::Value::String(self.stream_arn.clone());
+        }
+        Some(serde_json::json!({ "Records": records }))
     }
 }
