@@ -531,3 +531,50 @@ impl StreamReader {
         Some(serde_json::json!({ "Records": records }))
     }
 }
+
+/// An API Gateway HTTP API (payload format 2.0) event for an IAM-authorized `method` on
+/// `path` (with its query string, as the client sent it), as Lambda hands it to the `api`
+/// function. Decode it with `lambda_http::request::from_str`.
+pub fn http_api_event(
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> String {
+    let (raw_path, raw_query) = path.split_once('?').unwrap_or((path, ""));
+    let mut all_headers = serde_json::json!({
+        "accept": "application/json",
+        "content-type": "application/json",
+        "host": "k7x2m9q4ab.execute-api.us-east-1.amazonaws.com",
+        "x-forwarded-proto": "https"
+    });
+    for (k, v) in headers {
+        all_headers[*k] = serde_json::Value::String((*v).to_owned());
+    }
+    let mut json = serde_json::json!({
+        "version": "2.0",
+        "routeKey": format!("{method} {raw_path}"),
+        "rawPath": raw_path,
+        "rawQueryString": raw_query,
+        "headers": all_headers,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "k7x2m9q4ab",
+            "authorizer": {"iam": {"accountId": "123456789012", "userArn": "arn:aws:iam::123456789012:user/consumer"}},
+            "domainName": "k7x2m9q4ab.execute-api.us-east-1.amazonaws.com",
+            "domainPrefix": "k7x2m9q4ab",
+            "http": {"method": method, "path": raw_path, "protocol": "HTTP/1.1",
+                     "sourceIp": "198.51.100.20", "userAgent": "consumer/1.0"},
+            "requestId": "Jx1Q2jKLoAMEVXw=",
+            "routeKey": format!("{method} {raw_path}"),
+            "stage": "$default",
+            "time": "12/Mar/2024:10:00:00 +0000",
+            "timeEpoch": 1710237600000i64
+        },
+        "isBase64Encoded": false
+    });
+    if let Some(body) = body {
+        json["body"] = body.into();
+    }
+    json.to_string()
+}
