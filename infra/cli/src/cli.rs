@@ -186,9 +186,15 @@ message headed \"[sent_at] direction, from_name <from_address>:\". Cells that be
 (and tab or carriage return) are prefixed with ' so spreadsheets do not run them as formulas;
 JSONL carries every value verbatim.
 
+Without --channel, points come connection by connection, by Case id. With --channel, they come
+in the order they last changed, then by id (the read API's order), and --changed-since keeps
+those created or changed since an instant: export again from the time of the last export to
+get what changed.
+
 Examples:
   casesync export > cases.jsonl
-  casesync export --connection conn_6f1d0c1e8a2b4b0e9d3f5a7c1b2e4d6f --format csv > cases.csv";
+  casesync export --connection conn_6f1d0c1e8a2b4b0e9d3f5a7c1b2e4d6f --format csv > cases.csv
+  casesync export --channel Support --changed-since 2024-03-04T17:00:00Z";
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {}
@@ -333,8 +339,26 @@ pub struct ExportArgs {
     /// Only this connection's data points [default: every connection's].
     #[arg(long, value_name = "CONNECTION")]
     pub connection: Option<ConnectionId>,
+    /// Only this channel's data points, in the order they last changed (then by id): the read
+    /// API's order.
+    #[arg(long, value_name = "NAME", value_parser = ChannelName::parse)]
+    pub channel: Option<ChannelName>,
+    /// With --channel: only data points created or changed at or after this instant
+    /// (RFC 3339, e.g. 2024-03-04T17:00:00Z).
+    #[arg(long, value_name = "TIME", requires = "channel", value_parser = parse_instant)]
+    pub changed_since: Option<chrono::DateTime<chrono::Utc>>,
     #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
     pub format: ExportFormat,
+}
+
+fn parse_instant(raw: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    let at = chrono::DateTime::parse_from_rfc3339(raw)
+        .map_err(|_| format!("{raw:?} is not an RFC 3339 time, e.g. 2024-03-04T17:00:00Z"))?
+        .with_timezone(&chrono::Utc);
+    if at > chrono::Utc::now() {
+        return Err(format!("{raw} is in the future"));
+    }
+    Ok(at)
 }
 
 #[derive(Debug, Args)]

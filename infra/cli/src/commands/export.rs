@@ -7,6 +7,7 @@
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
 
+use casesync_core::channel::{self, PageRequest};
 use casesync_core::data_point::{DataPoint, Direction, rfc3339};
 use casesync_core::domain::{CaseId, Connection};
 use casesync_core::ports::{ConnectionReader, DataPointReader};
@@ -54,12 +55,39 @@ pub async fn run(dir: &Path, args: ExportArgs) -> Result<Exit, CliError> {
             .context("listing the connections")?,
         (None, None) => Vec::new(),
     };
+    if let (Some(channel), Some(app)) = (&args.channel, &app) {
+        let known = app
+            .store
+            .list_connections()
+            .await
+            .context("listing the connections")?
+            .iter()
+            .any(|c| &c.channel == channel);
+        if !known {
+            return Err(CliError::input(format!(
+                "no connection feeds channel {channel:?} (`casesync status` shows each \
+                 connection's channel)"
+            )));
+        }
+    }
     let stdout = io::stdout();
     let mut sink = Sink::new(args.format, BufWriter::new(stdout.lock()));
     let written = async {
         sink.header()?;
-        if let Some(app) = &app {
-            export_all(app, &connections, &mut sink).await?;
+        match (&app, &args.channel) {
+            (Some(app), Some(channel)) => {
+                let request = PageRequest {
+                    channel: channel.clone(),
+                    connection: args.connection.clone(),
+                    since: args.changed_since,
+                    after: None,
+                    limit: PAGE,
+                    budget: None,
+                };
+                export_channel(app, request, &mut sink).await?;
+            }
+            (Some(app), None) => export_all(app, &connections, &mut sink).await?,
+            (None, _) => {}
         }
         sink.flush()
     };
@@ -98,6 +126,28 @@ async fn export_all<W: Write>(
     Ok(())
 }
 
+/// A channel's points in the order they last changed, through the same use case as the read
+/// API, each exactly as stored.
+async fn export_channel<W: Write>(
+    app: &App,
+    mut request: PageRequest,
+    sink: &mut Sink<W>,
+) -> io::Result<()> {
+    loop {
+        let page = channel::read_page(&app.store, &request, chrono::Utc::now())
+            .await
+            .map_err(|e| io::Error::other(format!("reading channel {}: {e}", request.channel)))?;
+        if page.points.is_empty() && page.omitted.is_empty() {
+            return Ok(());
+        }
+        for point in &page.points {
+            sink.write_json(&point.json)?;
+        }
+        sink.flush()?;
+        request.after = page.next;
+    }
+}
+
 enum Sink<W: Write> {
     Jsonl(W),
     Csv(Box<csv::Writer<W>>),
@@ -125,6 +175,20 @@ impl<W: Write> Sink<W> {
                 w.write_all(b"\n")
             }
             Self::Csv(w) => w.write_record(csv_row(p)).map_err(csv_error),
+        }
+    }
+
+    /// A point given as its stored JSON: verbatim in JSONL.
+    fn write_json(&mut self, json: &str) -> io::Result<()> {
+        match self {
+            Self::Jsonl(w) => {
+                w.write_all(json.as_bytes())?;
+                w.write_all(b"\n")
+            }
+            Self::Csv(_) => {
+                let point: DataPoint = serde_json::from_str(json).map_err(io::Error::from)?;
+                self.write(&point)
+            }
         }
     }
 

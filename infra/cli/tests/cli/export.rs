@@ -144,3 +144,115 @@ async fn export_of_an_empty_data_dir_is_empty_and_a_closed_reader_is_not_an_erro
     let status = child.wait().await.unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_channel_exports_in_the_order_points_last_changed_and_since_an_instant() {
+    // Given a synced channel
+    let (env, id, ids) = synced_env().await;
+    let by_case = env.run(&["export", "--connection", &id]).await;
+    let all = env.run(&["export", "--channel", "support"]).await;
+    all.assert_code(0);
+    // Then the channel holds the same lines, byte for byte (one contract, one encoder)
+    let mut a: Vec<&str> = all.stdout.lines().collect();
+    let mut b: Vec<&str> = by_case.stdout.lines().collect();
+    a.sort();
+    b.sort();
+    assert_eq!(a, b);
+    assert_eq!(a.len(), ids.len());
+
+    // When one Case is edited and another closed after an instant, and synced again
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let since = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let new = env.sim.with_org(|o| {
+        o.update_case(&ids[1], |c| c.subject = Some("Case 1, edited".into()));
+        o.touch(&ids[1], minutes_ago(7));
+        let queue = o.queues().next().unwrap().id.as_str().to_owned();
+        closed_case(o, &queue, minutes_ago(6), "A new one")
+    });
+    env.sync().await.assert_code(0);
+
+    // Then exporting the channel since that instant gives exactly those two, in change order
+    let out = env
+        .run(&["export", "--channel", "support", "--changed-since", &since])
+        .await;
+    out.assert_code(0);
+    let changed: Vec<serde_json::Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let cases: Vec<&str> = changed
+        .iter()
+        .map(|p| p["case_id"].as_str().unwrap())
+        .collect();
+    let mut expected = vec![ids[1].as_str(), new.as_str()];
+    expected.sort();
+    let mut got = cases.clone();
+    got.sort();
+    assert_eq!(got, expected, "{}", out.stdout);
+    assert_eq!(
+        changed
+            .iter()
+            .filter(|p| p["subject"] == "Case 1, edited")
+            .count(),
+        1
+    );
+    // and the whole channel lists them last
+    let all = env.run(&["export", "--channel", "support"]).await;
+    let last_two: Vec<String> = all
+        .stdout
+        .lines()
+        .rev()
+        .take(2)
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["case_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let mut last_two_sorted = last_two.clone();
+    last_two_sorted.sort();
+    assert_eq!(last_two_sorted, expected);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_channel_export_refuses_bad_input_clearly() {
+    let (env, _, _) = synced_env().await;
+    let future = (chrono::Utc::now() + chrono::TimeDelta::hours(1)).to_rfc3339();
+    for (args, needle) in [
+        (
+            vec!["export", "--channel", "nothing-here"],
+            "no connection feeds channel",
+        ),
+        (
+            vec![
+                "export",
+                "--channel",
+                "support",
+                "--changed-since",
+                "yesterday",
+            ],
+            "RFC 3339",
+        ),
+        (
+            vec![
+                "export",
+                "--channel",
+                "support",
+                "--changed-since",
+                future.as_str(),
+            ],
+            "future",
+        ),
+        (
+            vec!["export", "--changed-since", "2024-03-04T17:00:00Z"],
+            "--channel",
+        ),
+    ] {
+        let out = env.run(&args).await;
+        out.assert_code(2);
+        assert!(out.stderr.contains(needle), "{args:?}: {}", out.stderr);
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+}
