@@ -20,5 +20,6 @@ for arg in "$@"; do
   fi
 done
 cargo build --locked "${profile[@]}" -p sf-simulator -p casesync-bench \
-  -p casesync-scheduler -p casesync-worker -p casesync-oauth-callback -p casesync-api
+  -p casesync-scheduler -p casesync-worker -p casesync-oauth-callback -p casesync-api \
+  -p casesync-publisher
 exec "$ROOT/target/$dir/casesync-bench" "$@"

@@ -19,23 +19,23 @@ use crate::child::ChildResult;
 use crate::sim::{OrgShape, SimProcess};
 
 /// One line of the report.
-struct Row {
-    figure: String,
-    measured: String,
-    limit: String,
-    target: String,
-    verdict: Verdict,
+pub(crate) struct Row {
+    pub figure: String,
+    pub measured: String,
+    pub limit: String,
+    pub target: String,
+    pub verdict: Verdict,
 }
 
 #[derive(Clone, Copy)]
-enum Verdict {
+pub(crate) enum Verdict {
     Met,
     Missed,
     Info,
 }
 
 impl Verdict {
-    fn of(met: bool) -> Self {
+    pub fn of(met: bool) -> Self {
         if met { Self::Met } else { Self::Missed }
     }
     fn as_str(self) -> &'static str {
@@ -59,6 +59,7 @@ struct Scale {
     dynamo_cases: usize,
     fan_out: usize,
     init_runs: usize,
+    channel_cases: usize,
 }
 
 const FULL: Scale = Scale {
@@ -76,6 +77,7 @@ const FULL: Scale = Scale {
     // not finish in half an hour. The scheduler's call count is ceil(active / 10) at any size.
     fan_out: 2_000,
     init_runs: 5,
+    channel_cases: 10_000,
 };
 
 const SMOKE: Scale = Scale {
@@ -90,11 +92,12 @@ const SMOKE: Scale = Scale {
     dynamo_cases: 100,
     fan_out: 100,
     init_runs: 1,
+    channel_cases: 300,
 };
 
 /// The benchmark org: 0–10 emails of 0.5–8 KB per Case, a fifth of them HTML-only.
-const EMAILS: (u32, u32) = (0, 10);
-const BODY_BYTES: (u32, u32) = (500, 8_000);
+pub(crate) const EMAILS: (u32, u32) = (0, 10);
+pub(crate) const BODY_BYTES: (u32, u32) = (500, 8_000);
 
 pub async fn run_all(smoke: bool, only: &[String]) -> anyhow::Result<()> {
     let scale = if smoke { &SMOKE } else { &FULL };
@@ -126,6 +129,9 @@ pub async fn run_all(smoke: bool, only: &[String]) -> anyhow::Result<()> {
     }
     if wanted("dynamodb") {
         rows.push(dynamodb_writes(scale).await?);
+    }
+    if wanted("channel") {
+        rows.extend(crate::channel::figures(scale.channel_cases).await?);
     }
     if wanted("scheduler") {
         rows.push(scheduler_fan_out(scale).await?);
@@ -297,7 +303,7 @@ async fn salesforce_calls(scale: &Scale) -> anyhow::Result<Vec<Row>> {
 
 /// A Salesforce client for `sim`, and a connection to it (all queues, six months back) stored
 /// in `connections` with its refresh token in `secrets`.
-async fn connect_to<S>(
+pub(crate) async fn connect_to<S>(
     sim: &SimHandle,
     connections: &S,
     secrets: &dyn casesync_core::ports::SecretStore,

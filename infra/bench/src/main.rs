@@ -2,6 +2,7 @@
 //! beside the physical limit it is measured against. Run it with `infra/scripts/bench.sh`
 //! (release build); `--smoke` runs a small configuration with no thresholds (CI).
 
+mod channel;
 mod child;
 mod figures;
 mod lambda;
