@@ -56,13 +56,9 @@ pub async fn figures(cases: usize) -> anyhow::Result<Vec<Row>> {
     });
     let sim = Simulator::start(SimConfig::default(), org).await?;
     let secrets = Arc::new(MemoryStore::new());
-    let (salesforce, connection) = crate::figures::connect_to(
-        &sim,
-        connections.as_ref(),
-        secrets.as_ref(),
-        Utc::now(),
-    )
-    .await?;
+    let (salesforce, connection) =
+        crate::figures::connect_to(&sim, connections.as_ref(), secrets.as_ref(), Utc::now())
+            .await?;
     let engine = SyncEngine::new(
         connections.clone(),
         points.clone(),
@@ -111,7 +107,10 @@ pub async fn figures(cases: usize) -> anyhow::Result<Vec<Row>> {
         request.after = page.next;
     }
     let per_page = (queries + gets) as f64 / pages.max(1) as f64;
-    anyhow::ensure!(read.len() as u64 == r.counts.created, "every point was read");
+    anyhow::ensure!(
+        read.len() as u64 == r.counts.created,
+        "every point was read"
+    );
     let mut rows = vec![Row {
         figure: format!(
             "DynamoDB read calls per API page of 100 points ({} points, {pages} pages)",
