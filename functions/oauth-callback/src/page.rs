@@ -258,7 +258,7 @@ fn capitalized(s: &str) -> String {
 
 /// Escapes text for HTML element content and quoted attribute values.
 pub fn escape(s: &str) -> String {
-    html_escape::encode_safe(s).into_owned()
+    html_escape::encode_quoted_attribute(s).into_owned()
 }
 
 #[cfg(test)]
@@ -274,9 +274,9 @@ mod tests {
         let page = Page::new(400, "Title", "<script>alert('x')</script> & \"q\"", &app());
         let html = page.html();
         assert!(!html.contains("<script>"), "{html}");
-        assert!(html.contains(
-            "&lt;script&gt;alert(&#x27;x&#x27;)&lt;&#x2F;script&gt; &amp; &quot;q&quot;"
-        ));
+        assert!(
+            html.contains("&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; &quot;q&quot;")
+        );
         assert!(html.contains("href=\"https://app.example.com/settings?tab=salesforce\""));
     }
 

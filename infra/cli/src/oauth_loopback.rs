@@ -266,7 +266,7 @@ fn page(title: &str, message: &str) -> String {
 }
 
 fn escape_html(s: &str) -> String {
-    html_escape::encode_safe(s).into_owned()
+    html_escape::encode_quoted_attribute(s).into_owned()
 }
 
 #[cfg(test)]
@@ -277,7 +277,7 @@ mod tests {
     fn pages_escape_what_they_show() {
         let html = page("t", "<script>alert('x')</script> & more");
         assert!(!html.contains("<script>"));
-        assert!(html.contains("&lt;script&gt;alert(&#x27;x&#x27;)&lt;&#x2F;script&gt; &amp; more"));
+        assert!(html.contains("&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; more"));
     }
 
     #[test]
