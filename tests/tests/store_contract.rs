@@ -107,6 +107,7 @@ contract!(
     changes_to_a_missing_connection_are_not_found,
     settings_restart_the_cursor_and_the_lookback_clock,
     state_and_reauthorization,
+    a_pending_connection_is_set_up_once,
     the_cursor_moves_by_compare_and_swap_and_never_backwards,
     a_lease_is_held_until_released_or_expired,
     a_lease_lives_with_its_connection,
@@ -234,6 +235,7 @@ fn pending(state: &str) -> PendingAuthorization {
         backfill: BackfillWindow::Days7,
         api_version: ApiVersion::DEFAULT,
         reauthorize: None,
+        pending_setup: false,
         created_at: Utc::now(),
         expires_at: Utc::now() + TimeDelta::minutes(10),
     }
@@ -367,6 +369,64 @@ async fn state_and_reauthorization(s: Stores) {
         (off.state, off.state_reason),
         (ConnectionState::Disconnected, None)
     );
+}
+
+async fn a_pending_connection_is_set_up_once(s: Stores) {
+    let mut c = connection();
+    c.state = ConnectionState::Pending;
+    c.state_reason = Some("choose what to import".into());
+    s.connections.insert_connection(&c).await.unwrap();
+    let channel = ChannelName::parse("Billing").unwrap();
+    let cursor = Cursor::at(t("2024-02-04T00:00:00Z"));
+    s.connections
+        .complete_setup(
+            &c.id,
+            &channel,
+            &QueueScope::All,
+            BackfillWindow::Days90,
+            &cursor,
+        )
+        .await
+        .unwrap();
+    let after = s.connections.get_connection(&c.id).await.unwrap().unwrap();
+    assert_eq!(after.state, ConnectionState::Active);
+    assert_eq!(after.state_reason, None);
+    assert_eq!(after.channel, channel);
+    assert_eq!(after.scope, QueueScope::All);
+    assert_eq!(after.backfill, BackfillWindow::Days90);
+    assert_eq!(after.cursor, cursor);
+    // Only a pending connection is set up, and only once.
+    assert!(is_conflict(
+        s.connections
+            .complete_setup(
+                &c.id,
+                &channel,
+                &QueueScope::All,
+                BackfillWindow::Days7,
+                &cursor
+            )
+            .await
+    ));
+    assert_eq!(
+        s.connections
+            .get_connection(&c.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .backfill,
+        BackfillWindow::Days90
+    );
+    assert!(is_not_found(
+        s.connections
+            .complete_setup(
+                &ConnectionId::new_random(),
+                &channel,
+                &QueueScope::All,
+                BackfillWindow::Days7,
+                &cursor
+            )
+            .await
+    ));
 }
 
 async fn the_cursor_moves_by_compare_and_swap_and_never_backwards(s: Stores) {

@@ -128,6 +128,7 @@ impl World {
                 api_version: ApiVersion::DEFAULT,
             },
             None,
+            false,
             self.now,
         )
         .await
@@ -368,6 +369,7 @@ async fn an_expired_state_is_refused_and_its_code_never_exchanged() {
             backfill: BackfillWindow::Days30,
             api_version: ApiVersion::DEFAULT,
             reauthorize: None,
+            pending_setup: false,
             created_at: started,
             expires_at: started + connect::STATE_TTL,
         })

@@ -351,6 +351,40 @@ impl ConnectionWriter for DynamoConnectionStore {
             .map(drop)
     }
 
+    async fn complete_setup(
+        &self,
+        id: &ConnectionId,
+        channel: &ChannelName,
+        scope: &QueueScope,
+        backfill: BackfillWindow,
+        cursor: &Cursor,
+    ) -> StoreResult<()> {
+        let mut expr = Expr::new();
+        let mut u = Update::default();
+        u.set(&mut expr, CHANNEL, s(channel.as_str()));
+        u.set(&mut expr, SCOPE, s(scope.to_string()));
+        u.set(&mut expr, BACKFILL, s(backfill.as_str()));
+        u.set_cursor(&mut expr, cursor)?;
+        u.set_or_remove(&mut expr, LAST_LOOKBACK_AT, None);
+        u.set(&mut expr, STATE, s(ConnectionState::Active.as_str()));
+        u.set_or_remove(&mut expr, STATE_REASON, None);
+        let condition = format!(
+            "{} = {}",
+            expr.name(STATE),
+            expr.value("pending", s(ConnectionState::Pending.as_str()))
+        );
+        let updated = self
+            .update(id, "complete the setup", expr, u.build(), Some(condition))
+            .await?;
+        if updated {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict(format!(
+                "connection {id} is not pending"
+            )))
+        }
+    }
+
     async fn reauthorized(&self, id: &ConnectionId, instance_url: &InstanceUrl) -> StoreResult<()> {
         let mut expr = Expr::new();
         let mut u = Update::default();

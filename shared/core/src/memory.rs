@@ -16,8 +16,8 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::data_point::{DataPoint, Supersedes, decide};
 use crate::domain::{
-    BackfillWindow, CaseFailure, CaseId, Connection, ConnectionId, ConnectionState, Cursor,
-    InstanceUrl, QueueScope,
+    BackfillWindow, CaseFailure, CaseId, ChannelName, Connection, ConnectionId, ConnectionState,
+    Cursor, InstanceUrl, QueueScope,
 };
 use crate::ports::*;
 
@@ -171,6 +171,31 @@ impl ConnectionWriter for MemoryStore {
             c.backfill = backfill;
             c.cursor = cursor.clone();
             c.last_lookback_at = None;
+            Ok(())
+        })
+    }
+
+    async fn complete_setup(
+        &self,
+        id: &ConnectionId,
+        channel: &ChannelName,
+        scope: &QueueScope,
+        backfill: BackfillWindow,
+        cursor: &Cursor,
+    ) -> StoreResult<()> {
+        self.with_connection(id, |c| {
+            if c.state != ConnectionState::Pending {
+                return Err(StoreError::Conflict(format!(
+                    "connection {id} is not pending"
+                )));
+            }
+            c.channel = channel.clone();
+            c.scope = scope.clone();
+            c.backfill = backfill;
+            c.cursor = cursor.clone();
+            c.last_lookback_at = None;
+            c.state = ConnectionState::Active;
+            c.state_reason = None;
             Ok(())
         })
     }

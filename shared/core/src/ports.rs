@@ -57,6 +57,16 @@ pub trait ConnectionWriter: Send + Sync {
         backfill: BackfillWindow,
         cursor: &Cursor,
     ) -> StoreResult<()>;
+    /// Completes a `Pending` connection: its channel and import settings, the cursor at the
+    /// start of its backfill window, active. `Conflict` when it is not pending.
+    async fn complete_setup(
+        &self,
+        id: &ConnectionId,
+        channel: &ChannelName,
+        scope: &QueueScope,
+        backfill: BackfillWindow,
+        cursor: &Cursor,
+    ) -> StoreResult<()>;
     /// After the user authorized again: active, no reason, the (possibly new) instance URL.
     /// The cursor is kept, so the sync resumes where it stopped.
     async fn reauthorized(&self, id: &ConnectionId, instance_url: &InstanceUrl) -> StoreResult<()>;
@@ -352,6 +362,10 @@ pub struct PendingAuthorization {
     /// Set when the flow re-authorizes an existing connection.
     #[serde(default)]
     pub reauthorize: Option<ConnectionId>,
+    /// Set when the connection's channel and import settings are chosen after authorizing
+    /// (the console): the connection is created `Pending`.
+    #[serde(default)]
+    pub pending_setup: bool,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
 }
@@ -368,6 +382,7 @@ impl std::fmt::Debug for PendingAuthorization {
             .field("backfill", &self.backfill)
             .field("api_version", &self.api_version)
             .field("reauthorize", &self.reauthorize)
+            .field("pending_setup", &self.pending_setup)
             .field("created_at", &self.created_at)
             .field("expires_at", &self.expires_at)
             .finish()

@@ -481,6 +481,7 @@ fn pending(state: &str, created: DateTime<Utc>) -> PendingAuthorization {
         backfill: BackfillWindow::Days7,
         api_version: Default::default(),
         reauthorize: Some(ConnectionId::new_random()),
+        pending_setup: false,
         created_at: created,
         expires_at: created + TimeDelta::minutes(10),
     }

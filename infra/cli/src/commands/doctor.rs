@@ -50,6 +50,16 @@ pub async fn run(dir: &Path, args: DoctorArgs) -> Result<Exit, CliError> {
             ),
             fix: Some(format!("casesync connect --reauthorize {id}")),
         },
+        ConnectionState::Pending => Check {
+            name: "connection",
+            status: CheckStatus::Warning,
+            detail: "authorized, but its channel, queues and backfill are not chosen yet; syncs \
+                     skip it"
+                .into(),
+            fix: Some(
+                "Choose them in the console (casesync ui): Sources > Configure import.".into(),
+            ),
+        },
         ConnectionState::Disconnected => Check {
             name: "connection",
             status: CheckStatus::Warning,

@@ -20,6 +20,7 @@ fn pending(state: &str) -> PendingAuthorization {
         backfill: BackfillWindow::Days90,
         api_version: ApiVersion::DEFAULT,
         reauthorize: Some(ConnectionId::new_random()),
+        pending_setup: false,
         created_at: t("2024-03-05T10:00:00Z"),
         expires_at: t("2024-03-05T10:10:00Z"),
     }

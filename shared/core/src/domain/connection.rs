@@ -128,6 +128,9 @@ pub enum ConnectionState {
     Disconnected,
     /// Salesforce refused the refresh token (`invalid_grant`): the user must authorize again.
     NeedsReauth,
+    /// Authorized in the console, waiting for the user to choose its channel, queues and
+    /// backfill; not synced until then.
+    Pending,
 }
 
 impl ConnectionState {
@@ -136,6 +139,7 @@ impl ConnectionState {
             Self::Active => "active",
             Self::Disconnected => "disconnected",
             Self::NeedsReauth => "needs_reauth",
+            Self::Pending => "pending",
         }
     }
 
@@ -144,6 +148,7 @@ impl ConnectionState {
             "active" => Some(Self::Active),
             "disconnected" => Some(Self::Disconnected),
             "needs_reauth" => Some(Self::NeedsReauth),
+            "pending" => Some(Self::Pending),
             _ => None,
         }
     }

@@ -12,7 +12,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::domain::{
-    ApiVersion, BackfillWindow, ChannelName, Connection, ConnectionId, LoginUrl, QueueScope,
+    ApiVersion, BackfillWindow, ChannelName, Connection, ConnectionId, ConnectionState, LoginUrl,
+    QueueScope,
 };
 use crate::ports::{
     AuthStateStore, ConnectionReader, ConnectionWriter, PendingAuthorization, SecretStore,
@@ -147,6 +148,7 @@ pub async fn start(
     redirect_uri: &str,
     settings: ConnectionSettings,
     reauthorize: Option<ConnectionId>,
+    pending_setup: bool,
     now: DateTime<Utc>,
 ) -> Result<StartedAuthorization, ConnectError> {
     let request = oauth.authorize(&login_url, redirect_uri);
@@ -162,6 +164,7 @@ pub async fn start(
             backfill: settings.backfill,
             api_version: settings.api_version,
             reauthorize,
+            pending_setup,
             created_at: now,
             expires_at,
         })
@@ -230,6 +233,11 @@ where
         Some(id) => reauthorize(oauth, store, secrets, &id, grant).await,
         None => {
             let client_id = oauth.app().client_id.clone();
+            let state = if pending.pending_setup {
+                ConnectionState::Pending
+            } else {
+                ConnectionState::Active
+            };
             create(
                 store,
                 secrets,
@@ -238,6 +246,7 @@ where
                 settings,
                 grant,
                 now,
+                state,
             )
             .await
             .map(Authorized::created)
@@ -265,7 +274,17 @@ where
         grant.refresh_token = Some(refresh_token);
     }
     let client_id = oauth.app().client_id.clone();
-    create(store, secrets, login_url, client_id, settings, grant, now).await
+    create(
+        store,
+        secrets,
+        login_url,
+        client_id,
+        settings,
+        grant,
+        now,
+        ConnectionState::Active,
+    )
+    .await
 }
 
 /// Re-authorizes an existing connection with a refresh token obtained elsewhere; the cursor is
@@ -295,6 +314,7 @@ where
     reauthorize(&oauth, store, secrets, id, grant).await
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn create<S>(
     store: &S,
     secrets: &dyn SecretStore,
@@ -303,12 +323,13 @@ async fn create<S>(
     settings: ConnectionSettings,
     grant: TokenGrant,
     now: DateTime<Utc>,
+    state: ConnectionState,
 ) -> Result<Connection, ConnectError>
 where
     S: ConnectionReader + ConnectionWriter + ?Sized,
 {
     let refresh_token = grant.refresh_token.ok_or(ConnectError::NoRefreshToken)?;
-    let connection = Connection::new(
+    let mut connection = Connection::new(
         ConnectionId::new_random(),
         settings.channel,
         login_url,
@@ -319,6 +340,11 @@ where
         now,
     )
     .with_client_id(client_id);
+    if state == ConnectionState::Pending {
+        connection.state = state;
+        connection.state_reason =
+            Some("authorized: choose its channel, queues and backfill to start importing".into());
+    }
     // The token first: a connection without its token would fail its first sync.
     secrets
         .put_refresh_token(&connection.id, &refresh_token)

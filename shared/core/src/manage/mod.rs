@@ -64,6 +64,9 @@ pub use connect::{
 /// retried delete is not locked out by the lease of an earlier attempt.
 pub const DELETE_LEASE_HOLDER: &str = "casesync:delete";
 
+/// The channel a `Pending` connection carries until its setup names the real one.
+pub const PENDING_CHANNEL: &str = "(not chosen yet)";
+
 /// What differs between deployments; [`Policy::default`] is production.
 #[derive(Debug, Clone)]
 pub struct Policy {
@@ -298,10 +301,62 @@ impl Manager {
                 api_version: request.api_version,
             },
             None,
+            false,
             self.clock.now(),
         )
         .await?;
         Ok(started)
+    }
+
+    /// Starts connecting an org whose channel and import settings are chosen after authorizing
+    /// (the console: the org's queues can be listed only then). The callback creates the
+    /// connection `Pending`; [`Manager::complete_setup`] makes it import.
+    pub async fn start_setup(
+        &self,
+        login_url: LoginUrl,
+        redirect_uri: &str,
+    ) -> Result<StartedAuthorization, ManageError> {
+        self.check_login_url(&login_url)?;
+        let started = connect::start(
+            &self.salesforce.oauth,
+            self.auth_states.as_ref(),
+            login_url,
+            redirect_uri,
+            ConnectionSettings {
+                channel: ChannelName::parse(PENDING_CHANNEL).expect("a valid channel name"),
+                scope: QueueScope::All,
+                backfill: BackfillWindow::Days30,
+                api_version: ApiVersion::DEFAULT,
+            },
+            None,
+            true,
+            self.clock.now(),
+        )
+        .await?;
+        Ok(started)
+    }
+
+    /// Chooses a pending connection's channel, queues and backfill; it starts importing (the
+    /// cursor at the start of the backfill window).
+    pub async fn complete_setup(
+        &self,
+        id: &ConnectionId,
+        channel: ChannelName,
+        scope: QueueScope,
+        backfill: BackfillWindow,
+    ) -> Result<Connection, ManageError> {
+        let c = self.connection(id).await?;
+        if c.state != ConnectionState::Pending {
+            return Err(ManageError::Invalid {
+                field: "connection",
+                message: format!("{id} is already set up: change its queues and backfill instead"),
+            });
+        }
+        let cursor = Cursor::backfill_start(backfill, self.clock.now());
+        self.connections
+            .complete_setup(id, &channel, &scope, backfill, &cursor)
+            .await?;
+        self.connection(id).await
     }
 
     /// Starts re-authorizing `id`: its callback gives the connection a new refresh token and
@@ -324,6 +379,7 @@ impl Manager {
                 api_version: c.api_version,
             },
             Some(c.id.clone()),
+            false,
             self.clock.now(),
         )
         .await?;

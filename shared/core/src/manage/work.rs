@@ -20,6 +20,8 @@ pub struct Targets {
     pub needs_reauth: Vec<Connection>,
     /// Stopped by the user: not synced.
     pub disconnected: Vec<Connection>,
+    /// Authorized, waiting for their import settings: not synced.
+    pub pending: Vec<Connection>,
 }
 
 impl Targets {
@@ -30,6 +32,7 @@ impl Targets {
                 ConnectionState::Active => t.active.push(c),
                 ConnectionState::NeedsReauth => t.needs_reauth.push(c),
                 ConnectionState::Disconnected => t.disconnected.push(c),
+                ConnectionState::Pending => t.pending.push(c),
             }
         }
         t
@@ -45,6 +48,7 @@ impl Targets {
             .iter()
             .chain(&self.needs_reauth)
             .chain(&self.disconnected)
+            .chain(&self.pending)
             .filter(|c| !c.points_indexed)
             .map(|c| WorkItem {
                 kind: WorkKind::IndexPoints,

@@ -163,7 +163,8 @@ impl SyncEngine {
         };
         match connection.state {
             ConnectionState::Active => {}
-            ConnectionState::Disconnected => {
+            // Not importing: stopped by the user, or not set up yet.
+            ConnectionState::Disconnected | ConnectionState::Pending => {
                 return Ok(idle(
                     SyncOutcome::Disconnected,
                     connection.state_reason.clone(),

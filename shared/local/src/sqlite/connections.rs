@@ -247,6 +247,61 @@ impl ConnectionWriter for SqliteStore {
         .await
     }
 
+    async fn complete_setup(
+        &self,
+        id: &ConnectionId,
+        channel: &ChannelName,
+        scope: &QueueScope,
+        backfill: BackfillWindow,
+        cursor: &Cursor,
+    ) -> StoreResult<()> {
+        let id = id.clone();
+        let channel = channel.as_str().to_owned();
+        let scope = scope.to_string();
+        let cursor = cursor.clone();
+        self.write(move |db, _| {
+            let err = || sql_error(format!("completing the setup of connection {id}"));
+            let tx = db
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(err())?;
+            let n = tx
+                .execute(
+                    "UPDATE connections SET channel = ?2, scope = ?3, backfill = ?4, \
+                     cursor_modstamp = ?5, cursor_case_id = ?6, last_lookback_at = NULL, \
+                     state = ?7, state_reason = NULL WHERE id = ?1 AND state = ?8",
+                    params![
+                        id.as_str(),
+                        channel,
+                        scope,
+                        backfill.as_str(),
+                        timestamp(cursor.system_modstamp),
+                        cursor.case_id.as_ref().map(CaseId::as_str),
+                        ConnectionState::Active.as_str(),
+                        ConnectionState::Pending.as_str(),
+                    ],
+                )
+                .map_err(err())?;
+            if n == 0 {
+                let exists = tx
+                    .query_row(
+                        "SELECT 1 FROM connections WHERE id = ?1",
+                        [id.as_str()],
+                        |_| Ok(()),
+                    )
+                    .optional()
+                    .map_err(err())?
+                    .is_some();
+                return Err(if exists {
+                    StoreError::Conflict(format!("connection {id} is not pending"))
+                } else {
+                    not_found(&id)
+                });
+            }
+            tx.commit().map_err(err())
+        })
+        .await
+    }
+
     async fn reauthorized(&self, id: &ConnectionId, instance_url: &InstanceUrl) -> StoreResult<()> {
         let id = id.clone();
         let instance_url = instance_url.as_str().to_owned();
