@@ -127,8 +127,7 @@ impl World {
                 backfill,
                 api_version: ApiVersion::DEFAULT,
             },
-            None,
-            false,
+            connect::Purpose::Create,
             self.now,
         )
         .await

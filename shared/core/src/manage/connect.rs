@@ -140,6 +140,18 @@ pub struct StartedAuthorization {
     pub expires_at: DateTime<Utc>,
 }
 
+/// What a started flow is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Purpose {
+    /// A new connection, importing as soon as it is created.
+    Create,
+    /// A new connection whose channel and import settings are chosen after authorizing: it is
+    /// created `Pending`.
+    CreatePending,
+    /// A new refresh token for an existing connection.
+    Reauthorize(ConnectionId),
+}
+
 /// Starts the web-server flow: a state and PKCE verifier are stored, the authorize URL returned.
 pub async fn start(
     oauth: &OAuthClient,
@@ -147,10 +159,14 @@ pub async fn start(
     login_url: LoginUrl,
     redirect_uri: &str,
     settings: ConnectionSettings,
-    reauthorize: Option<ConnectionId>,
-    pending_setup: bool,
+    purpose: Purpose,
     now: DateTime<Utc>,
 ) -> Result<StartedAuthorization, ConnectError> {
+    let (reauthorize, pending_setup) = match purpose {
+        Purpose::Create => (None, false),
+        Purpose::CreatePending => (None, true),
+        Purpose::Reauthorize(id) => (Some(id), false),
+    };
     let request = oauth.authorize(&login_url, redirect_uri);
     let expires_at = now + STATE_TTL;
     states

@@ -57,7 +57,8 @@ use crate::salesforce::{OAuthClient, Salesforce, SalesforceError};
 use crate::sync::{SyncConfig, SyncLease};
 
 pub use connect::{
-    Authorized, CallbackParams, ConnectError, ConnectionSettings, STATE_TTL, StartedAuthorization,
+    Authorized, CallbackParams, ConnectError, ConnectionSettings, Purpose, STATE_TTL,
+    StartedAuthorization,
 };
 
 /// The holder name of the lease a delete takes: shared by every delete of a connection, so a
@@ -300,8 +301,7 @@ impl Manager {
                 backfill: request.backfill,
                 api_version: request.api_version,
             },
-            None,
-            false,
+            Purpose::Create,
             self.clock.now(),
         )
         .await?;
@@ -328,8 +328,7 @@ impl Manager {
                 backfill: BackfillWindow::Days30,
                 api_version: ApiVersion::DEFAULT,
             },
-            None,
-            true,
+            Purpose::CreatePending,
             self.clock.now(),
         )
         .await?;
@@ -378,8 +377,7 @@ impl Manager {
                 backfill: c.backfill,
                 api_version: c.api_version,
             },
-            Some(c.id.clone()),
-            false,
+            Purpose::Reauthorize(c.id.clone()),
             self.clock.now(),
         )
         .await?;
