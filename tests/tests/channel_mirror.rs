@@ -282,6 +282,7 @@ async fn a_consumer_of_the_api_and_the_events_ends_with_an_exact_copy_of_the_cha
             until: Utc::now() + TimeDelta::minutes(1),
             limit: 1000,
             budget: None,
+            descending: false,
         })
         .await
         .unwrap();

@@ -122,6 +122,7 @@ contract!(
     a_channel_lists_its_points_in_the_order_they_last_changed,
     the_change_order_is_filtered_and_bounded,
     bodies_and_ids_give_the_stored_contract_json,
+    newest_first_and_modstamps,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -882,6 +883,7 @@ fn query(channel: &str) -> ChangeQuery {
         until: Utc::now() + TimeDelta::minutes(1),
         limit: 100,
         budget: None,
+        descending: false,
     }
 }
 
@@ -1044,4 +1046,53 @@ async fn bodies_and_ids_give_the_stored_contract_json(s: Stores) {
     assert_eq!(s.feed.bodies(&entries).await.unwrap(), vec![]);
     assert!(s.feed.by_id(&quoted.id).await.unwrap().is_none());
     assert_eq!(changes(&s, &query("Support")).await, vec![]);
+}
+
+async fn newest_first_and_modstamps(s: Stores) {
+    let conn = ConnectionId::new_random();
+    for i in 0..5 {
+        s.points
+            .upsert_data_points(&[point(
+                &conn,
+                &case(i),
+                &format!("2024-03-0{}T17:00:00Z", i + 1),
+                "v",
+            )])
+            .await
+            .unwrap();
+    }
+    let oldest_first = changes(&s, &query("Support")).await;
+    let mut q = query("Support");
+    q.descending = true;
+    let newest_first = changes(&s, &q).await;
+    let mut reversed = oldest_first.clone();
+    reversed.reverse();
+    assert_eq!(newest_first, reversed);
+    // Before a position, newest first: strictly before it.
+    q.after = Some(newest_first[1].position.clone());
+    q.limit = 2;
+    assert_eq!(changes(&s, &q).await, newest_first[2..4].to_vec());
+
+    let since = t("2024-03-03T00:00:00Z");
+    let mut stamps = s
+        .feed
+        .modstamps(&ChannelName::parse("Support").unwrap(), since)
+        .await
+        .unwrap();
+    stamps.sort();
+    assert_eq!(
+        stamps,
+        vec![
+            t("2024-03-03T17:00:00Z"),
+            t("2024-03-04T17:00:00Z"),
+            t("2024-03-05T17:00:00Z")
+        ]
+    );
+    assert!(
+        s.feed
+            .modstamps(&ChannelName::parse("Billing").unwrap(), since)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

@@ -26,6 +26,7 @@ fn everything() -> ChangeQuery {
         until: Utc::now() + TimeDelta::minutes(1),
         limit: 1000,
         budget: None,
+        descending: false,
     }
 }
 

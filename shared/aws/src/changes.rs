@@ -12,11 +12,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
-use chrono::TimeDelta;
+use chrono::{DateTime, TimeDelta, Utc};
 use tokio::time::Instant;
 
 use casesync_core::data_point::{self, DataPoint};
-use casesync_core::domain::{CaseId, ConnectionId};
+use casesync_core::domain::{CaseId, ChannelName, ConnectionId};
 use casesync_core::ports::{
     ChangeEntry, ChangeFeed, ChangePosition, ChangeQuery, ChangedPoint, StoreResult, StoredJson,
 };
@@ -24,7 +24,8 @@ use casesync_core::ports::{
 use crate::body::{self, PART_SIZE};
 use crate::data_points::{
     BODY, CASE_ID, CASE_NUMBER, CHANGE_INDEX, CHANGED, CHANNEL, CONNECTION_ID,
-    DynamoDataPointStore, ESCAPED_LEN, ID, ID_INDEX, PART_OF, part_set, put_request,
+    DynamoDataPointStore, ESCAPED_LEN, ID, ID_INDEX, PART_OF, SYSTEM_MODSTAMP, part_set,
+    put_request,
 };
 use crate::error::{corrupt, store_error};
 use crate::item::{Attrs, Expr, Item, n, s};
@@ -151,11 +152,18 @@ impl ChangeFeed for DynamoDataPointStore {
             Some(since) => time::fixed_us(&since)?,
             None => "0".to_owned(),
         };
+        let mut hi = time::fixed_us(&q.until)?;
+        // Newest first: keys below the position's own (which is then passed over).
+        let mut below = None;
         if let Some(after) = &q.after {
-            let past = format!("{}#{}\u{1}", time::fixed_us(&after.changed_at)?, after.id);
-            lo = lo.max(past);
+            let key = format!("{}#{}", time::fixed_us(&after.changed_at)?, after.id);
+            if q.descending {
+                hi = hi.min(key.clone());
+                below = Some(key);
+            } else {
+                lo = lo.max(format!("{key}\u{1}"));
+            }
         }
-        let hi = time::fixed_us(&q.until)?;
         if lo > hi {
             return Ok(Vec::new());
         }
@@ -193,6 +201,7 @@ impl ChangeFeed for DynamoDataPointStore {
                 .set_expression_attribute_names(expr.names())
                 .set_expression_attribute_values(expr.values())
                 .limit(i32::try_from(want).unwrap_or(1000))
+                .scan_index_forward(!q.descending)
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
@@ -203,6 +212,12 @@ impl ChangeFeed for DynamoDataPointStore {
                     )
                 })?;
             for item in page.items() {
+                if below.is_some()
+                    && Attrs::new(item, "data point index entry").opt_s(CHANGED)?
+                        == below.as_deref()
+                {
+                    continue;
+                }
                 let entry = entry_of(item)?;
                 let keep = match q.budget {
                     None => true,
@@ -251,6 +266,51 @@ impl ChangeFeed for DynamoDataPointStore {
             });
         }
         Ok(out)
+    }
+
+    /// A `Scan` of the id index (small entries: keys, channel and modstamp), filtered.
+    async fn modstamps(
+        &self,
+        channel: &ChannelName,
+        since: DateTime<Utc>,
+    ) -> StoreResult<Vec<DateTime<Utc>>> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let mut expr = Expr::new();
+            let filter = format!(
+                "{} = {} AND {} >= {}",
+                expr.name(CHANNEL),
+                expr.value("channel", s(channel.as_str())),
+                expr.name(SYSTEM_MODSTAMP),
+                expr.value("since", s(time::fixed_ms(&since)?)),
+            );
+            let projection = expr.name(SYSTEM_MODSTAMP);
+            self.metrics().scan();
+            let page = self
+                .client()
+                .scan()
+                .table_name(self.table())
+                .index_name(ID_INDEX)
+                .filter_expression(filter)
+                .projection_expression(projection)
+                .set_expression_attribute_names(expr.names())
+                .set_expression_attribute_values(expr.values())
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| {
+                    store_error(e, format_args!("read the modstamps of channel {channel}"))
+                })?;
+            for item in page.items() {
+                let a = Attrs::new(item, "data point id entry");
+                out.push(time::parse("data point id entry", a.s(SYSTEM_MODSTAMP)?)?);
+            }
+            match page.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(out),
+            }
+        }
     }
 
     /// A `Query` on the id index, a `GetItem` for the head (and a `Query` for a split body).

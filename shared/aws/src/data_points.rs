@@ -44,7 +44,8 @@ pub(crate) const ESCAPED_LEN: &str = "escaped_len";
 /// `changed`, projecting the table's keys and the body (`body`, or `parts` and `part_set`) with
 /// `escaped_len`, so that a page is read with `Query` alone.
 pub const CHANGE_INDEX: &str = "by_change";
-/// The index of data points by id: partition key `id`, keys only.
+/// The index of data points by id: partition key `id`, projecting `channel` and
+/// `system_modstamp` (small entries, scanned for the console's chart).
 pub const ID_INDEX: &str = "by_id";
 
 /// How long after its change stamp a write can still become visible in [`CHANGE_INDEX`]: a

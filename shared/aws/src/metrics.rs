@@ -13,6 +13,7 @@ pub struct Metrics {
     send_message_batch_calls: AtomicU64,
     query_calls: AtomicU64,
     get_item_calls: AtomicU64,
+    scan_calls: AtomicU64,
     put_events_calls: AtomicU64,
     retries: AtomicU64,
 }
@@ -33,6 +34,8 @@ pub struct MetricsSnapshot {
     pub query_calls: u64,
     /// DynamoDB `GetItem` calls of the change feed.
     pub get_item_calls: u64,
+    /// DynamoDB `Scan` calls of the change feed (the console's chart).
+    pub scan_calls: u64,
     /// EventBridge `PutEvents` calls.
     pub put_events_calls: u64,
     /// Retry rounds: unprocessed items or keys, failed queue entries.
@@ -56,6 +59,7 @@ impl std::ops::Sub for MetricsSnapshot {
             send_message_batch_calls: self.send_message_batch_calls - o.send_message_batch_calls,
             query_calls: self.query_calls - o.query_calls,
             get_item_calls: self.get_item_calls - o.get_item_calls,
+            scan_calls: self.scan_calls - o.scan_calls,
             put_events_calls: self.put_events_calls - o.put_events_calls,
             retries: self.retries - o.retries,
         }
@@ -76,6 +80,7 @@ impl Metrics {
             send_message_batch_calls: get(&self.send_message_batch_calls),
             query_calls: get(&self.query_calls),
             get_item_calls: get(&self.get_item_calls),
+            scan_calls: get(&self.scan_calls),
             put_events_calls: get(&self.put_events_calls),
             retries: get(&self.retries),
         }
@@ -102,6 +107,10 @@ impl Metrics {
 
     pub(crate) fn get_item(&self) {
         self.get_item_calls.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn scan(&self) {
+        self.scan_calls.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn put_events(&self) {

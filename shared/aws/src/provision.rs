@@ -36,7 +36,7 @@ fn failed(what: impl Into<String>) -> impl FnOnce(anyhow::Error) -> ProvisionErr
 ///
 /// `data_points` also has its two global secondary indexes ([`crate::CHANGE_INDEX`]:
 /// `channel` (S) / `changed` (S), projecting `body`, `parts`, `part_set` and `escaped_len`;
-/// [`crate::ID_INDEX`]: `id` (S), keys only) and a stream of new and old images (the change
+/// [`crate::ID_INDEX`]: `id` (S), projecting `channel` and `system_modstamp`) and a stream of new and old images (the change
 /// events).
 pub async fn create_tables(
     client: &aws_sdk_dynamodb::Client,
@@ -106,7 +106,10 @@ fn data_point_indexes(request: Builder) -> Result<Builder, anyhow::Error> {
         .key_schema(key("id", KeyType::Hash)?)
         .projection(
             Projection::builder()
-                .projection_type(ProjectionType::KeysOnly)
+                .projection_type(ProjectionType::Include)
+                .set_non_key_attributes(Some(
+                    ["channel", "system_modstamp"].map(str::to_owned).to_vec(),
+                ))
                 .build(),
         )
         .build()?;

@@ -28,6 +28,7 @@ use secrecy::{ExposeSecret, SecretSlice};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
+use crate::data_point::DataPoint;
 use crate::domain::{ChannelName, ConnectionId};
 use crate::ports::{
     ChangeEntry, ChangeFeed, ChangePosition, ChangeQuery, ConnectionReader, DataPointReader,
@@ -128,6 +129,7 @@ pub async fn read_page(
             until,
             limit: request.limit.min(MAX_PAGE_LIMIT),
             budget: request.budget,
+            descending: false,
         })
         .await?;
     let mut chosen = Vec::new();
@@ -180,6 +182,136 @@ pub async fn read_page(
         omitted,
         next,
     })
+}
+
+/// A page of the console's view of a channel: newest first, optionally only the points whose
+/// text matches a search.
+#[derive(Debug, Clone)]
+pub struct Browse {
+    pub points: Vec<(ChangeEntry, DataPoint)>,
+    /// Where the next (older) page starts; `None` when there is nothing older.
+    pub next: Option<ChangePosition>,
+}
+
+/// Whether a point's subject, participant or conversation holds `needle` (already lowercase).
+fn matches(p: &DataPoint, needle: &str) -> bool {
+    let has = |s: &Option<String>| {
+        s.as_deref()
+            .is_some_and(|s| s.to_lowercase().contains(needle))
+    };
+    has(&p.subject)
+        || has(&p.participant.name)
+        || has(&p.participant.email)
+        || p.conversation.iter().any(|m| {
+            m.text.to_lowercase().contains(needle) || has(&m.from_name) || has(&m.from_address)
+        })
+}
+
+/// Points of `channel`, newest change first, before `before`: up to `limit` of them, only those
+/// matching `search` (case-insensitive, over subject, participant and conversation) when given.
+/// A search reads at most `scan` points per call and says where it stopped.
+pub async fn browse(
+    feed: &dyn ChangeFeed,
+    channel: &ChannelName,
+    search: Option<&str>,
+    before: Option<ChangePosition>,
+    limit: usize,
+    scan: usize,
+    now: DateTime<Utc>,
+) -> StoreResult<Browse> {
+    let needle = search
+        .map(|s| s.trim().to_lowercase())
+        .filter(|s| !s.is_empty());
+    let mut out = Vec::new();
+    let mut next = before;
+    let mut scanned = 0usize;
+    loop {
+        let batch = limit
+            .clamp(25, MAX_PAGE_LIMIT)
+            .min(scan.saturating_sub(scanned).max(1));
+        let listed = feed
+            .changes(&ChangeQuery {
+                channel: channel.clone(),
+                connection: None,
+                after: next.clone(),
+                since: None,
+                until: now - feed.visibility_lag(),
+                limit: batch,
+                budget: None,
+                descending: true,
+            })
+            .await?;
+        let exhausted = listed.len() < batch;
+        let missing: Vec<ChangeEntry> = listed
+            .iter()
+            .filter(|p| p.json.is_none())
+            .map(|p| p.entry.clone())
+            .collect();
+        let mut read: HashMap<String, String> = if missing.is_empty() {
+            HashMap::new()
+        } else {
+            feed.bodies(&missing)
+                .await?
+                .into_iter()
+                .map(|s| (s.entry.position.id, s.json))
+                .collect()
+        };
+        for p in listed {
+            next = Some(p.entry.position.clone());
+            scanned += 1;
+            let Some(json) = p.json.or_else(|| read.remove(&p.entry.position.id)) else {
+                continue;
+            };
+            let Ok(point) = serde_json::from_str::<DataPoint>(&json) else {
+                tracing::warn!(id = %p.entry.position.id, "a stored data point does not decode");
+                continue;
+            };
+            if needle.as_deref().is_none_or(|n| matches(&point, n)) {
+                out.push((p.entry, point));
+                if out.len() >= limit {
+                    return Ok(Browse { points: out, next });
+                }
+            }
+        }
+        if exhausted {
+            return Ok(Browse {
+                points: out,
+                next: None,
+            });
+        }
+        if scanned >= scan {
+            return Ok(Browse { points: out, next });
+        }
+    }
+}
+
+/// Closed Cases per week (weeks start on Monday, UTC) over the last `weeks` weeks, by the
+/// `SystemModstamp` of their data points (when they were closed or last saved), oldest first.
+pub async fn closed_per_week(
+    feed: &dyn ChangeFeed,
+    channel: &ChannelName,
+    weeks: u32,
+    now: DateTime<Utc>,
+) -> StoreResult<Vec<(chrono::NaiveDate, u64)>> {
+    use chrono::Datelike;
+    let this_week =
+        now.date_naive() - chrono::TimeDelta::days(i64::from(now.weekday().num_days_from_monday()));
+    let first = this_week - chrono::TimeDelta::weeks(i64::from(weeks.saturating_sub(1)));
+    let since = first
+        .and_hms_opt(0, 0, 0)
+        .map(|t| t.and_utc())
+        .unwrap_or(now);
+    let mut counts: Vec<(chrono::NaiveDate, u64)> = (0..weeks)
+        .map(|i| (first + chrono::TimeDelta::weeks(i64::from(i)), 0))
+        .collect();
+    for t in feed.modstamps(channel, since).await? {
+        let day = t.date_naive();
+        let week = day - chrono::TimeDelta::days(i64::from(day.weekday().num_days_from_monday()));
+        if let Some(slot) = counts.iter_mut().find(|(w, _)| *w == week) {
+            slot.1 += 1;
+        }
+    }
+    Ok(counts)
 }
 
 /// Why a cursor was refused.
@@ -305,6 +437,135 @@ impl PageCursor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data_point::{ContentSource, Message, Participant};
+    use crate::domain::CaseId;
+    use crate::memory::MemoryStore;
+    use crate::ports::DataPointWriter;
+
+    fn point(i: usize, subject: &str, text: &str) -> DataPoint {
+        let connection = ConnectionId::parse("conn_0123456789abcdef0123456789abcdef").unwrap();
+        let case = CaseId::parse(&format!("500xx{i:010}")).unwrap();
+        let at: DateTime<Utc> = "2024-03-04T17:00:00Z".parse().unwrap();
+        DataPoint {
+            id: DataPoint::id_for(&connection, &case),
+            connection_id: connection,
+            channel: ChannelName::parse("Support").unwrap(),
+            case_id: case,
+            case_number: format!("{i:08}"),
+            subject: Some(subject.into()),
+            status: "Closed".into(),
+            priority: None,
+            origin: None,
+            case_type: None,
+            created_date: at,
+            system_modstamp: at + chrono::TimeDelta::weeks(i as i64 % 3),
+            salesforce_link: "https://acme.my.salesforce.com/x".into(),
+            participant: Participant {
+                email: Some(format!("person{i}@example.com")),
+                name: None,
+            },
+            content_source: ContentSource::EmailThread,
+            conversation: vec![Message {
+                message_id: None,
+                direction: None,
+                from_address: None,
+                from_name: None,
+                to_address: None,
+                sent_at: at,
+                subject: None,
+                text: text.into(),
+            }],
+        }
+    }
+
+    async fn store() -> MemoryStore {
+        let s = MemoryStore::new();
+        for i in 0..30 {
+            let text = if i % 10 == 3 {
+                "The PRINTER jammed"
+            } else {
+                "all good"
+            };
+            s.upsert_data_points(&[point(i, &format!("Case {i}"), text)])
+                .await
+                .unwrap();
+        }
+        s
+    }
+
+    #[tokio::test]
+    async fn browsing_goes_newest_first_page_by_page() {
+        let s = store().await;
+        let channel = ChannelName::parse("Support").unwrap();
+        let later = Utc::now() + chrono::TimeDelta::minutes(1);
+        let first = browse(&s, &channel, None, None, 12, 1000, later)
+            .await
+            .unwrap();
+        let numbers: Vec<&str> = first
+            .points
+            .iter()
+            .map(|(_, p)| p.case_number.as_str())
+            .collect();
+        assert_eq!(numbers[0], "00000029", "the newest first");
+        assert_eq!(numbers.len(), 12);
+        let mut seen = numbers.len();
+        let mut next = first.next;
+        while let Some(before) = next {
+            let page = browse(&s, &channel, None, Some(before), 12, 1000, later)
+                .await
+                .unwrap();
+            seen += page.points.len();
+            next = page.next;
+        }
+        assert_eq!(seen, 30);
+    }
+
+    #[tokio::test]
+    async fn a_search_matches_subject_participant_and_text_case_insensitively() {
+        let s = store().await;
+        let channel = ChannelName::parse("Support").unwrap();
+        let later = Utc::now() + chrono::TimeDelta::minutes(1);
+        let printer = browse(&s, &channel, Some("printer"), None, 50, 1000, later)
+            .await
+            .unwrap();
+        let mut cases: Vec<&str> = printer
+            .points
+            .iter()
+            .map(|(_, p)| p.case_number.as_str())
+            .collect();
+        cases.sort();
+        assert_eq!(cases, vec!["00000003", "00000013", "00000023"]);
+        let by_email = browse(&s, &channel, Some("PERSON7@"), None, 50, 1000, later)
+            .await
+            .unwrap();
+        assert_eq!(by_email.points.len(), 1);
+        let by_subject = browse(&s, &channel, Some("case 2"), None, 50, 1000, later)
+            .await
+            .unwrap();
+        assert_eq!(by_subject.points.len(), 11, "Case 2 and Case 20-29");
+        // A bounded scan says where to go on.
+        let partial = browse(&s, &channel, Some("printer"), None, 50, 5, later)
+            .await
+            .unwrap();
+        assert!(partial.next.is_some());
+    }
+
+    #[tokio::test]
+    async fn cases_are_counted_per_week() {
+        let s = store().await;
+        let channel = ChannelName::parse("Support").unwrap();
+        let now: DateTime<Utc> = "2024-03-20T12:00:00Z".parse().unwrap();
+        let weeks = closed_per_week(&s, &channel, 4, now).await.unwrap();
+        assert_eq!(weeks.len(), 4);
+        assert_eq!(
+            weeks[3].0.to_string(),
+            "2024-03-18",
+            "this week starts on Monday"
+        );
+        let counts: Vec<u64> = weeks.iter().map(|(_, n)| *n).collect();
+        // Weeks of 02-26, 03-04, 03-11, 03-18; the points are stamped 03-04, 03-11, 03-18.
+        assert_eq!(counts, vec![0, 10, 10, 10]);
+    }
 
     fn key() -> CursorKey {
         CursorKey::new(b"0123456789abcdef0123456789abcdef".to_vec())

@@ -465,9 +465,17 @@ impl ChangeFeed for MemoryStore {
             .filter(|s| q.since.is_none_or(|since| s.changed_at >= since))
             .filter(|s| s.changed_at < q.until)
             .map(Stored::entry)
-            .filter(|e| q.after.as_ref().is_none_or(|a| &e.position > a))
+            .filter(|e| {
+                q.after.as_ref().is_none_or(|a| match q.descending {
+                    false => &e.position > a,
+                    true => &e.position < a,
+                })
+            })
             .collect();
         entries.sort_by(|a, b| a.position.cmp(&b.position));
+        if q.descending {
+            entries.reverse();
+        }
         entries.truncate(q.limit);
         // Bodies are left to `bodies`, as a store with a keys-only index would.
         Ok(entries
@@ -489,6 +497,20 @@ impl ChangeFeed for MemoryStore {
                     json: s.json.clone(),
                 })
             })
+            .collect())
+    }
+
+    async fn modstamps(
+        &self,
+        channel: &ChannelName,
+        since: DateTime<Utc>,
+    ) -> StoreResult<Vec<DateTime<Utc>>> {
+        Ok(self
+            .lock()
+            .points
+            .values()
+            .filter(|s| &s.point.channel == channel && s.point.system_modstamp >= since)
+            .map(|s| s.point.system_modstamp)
             .collect())
     }
 

@@ -234,7 +234,7 @@ pub struct ChangeQuery {
     pub channel: ChannelName,
     /// Only this connection's points.
     pub connection: Option<ConnectionId>,
-    /// Strictly after this position.
+    /// Strictly after this position (strictly before it, when `descending`).
     pub after: Option<ChangePosition>,
     /// Changed at or after this instant.
     pub since: Option<DateTime<Utc>>,
@@ -245,6 +245,8 @@ pub struct ChangeQuery {
     /// (passing over any one larger than it alone): a store that reads bodies along with the
     /// entries need not read the ones past it.
     pub budget: Option<u64>,
+    /// Newest first (the console's list), instead of oldest first.
+    pub descending: bool,
 }
 
 /// A data point's contract JSON, exactly as stored (the bytes the export prints).
@@ -281,6 +283,14 @@ pub trait ChangeFeed: Send + Sync {
 
     /// One data point by its id.
     async fn by_id(&self, id: &str) -> StoreResult<Option<StoredJson>>;
+
+    /// The `SystemModstamp` of each data point of `channel` stamped at or after `since` (the
+    /// console's chart of closed Cases per week), in no particular order.
+    async fn modstamps(
+        &self,
+        channel: &ChannelName,
+        since: DateTime<Utc>,
+    ) -> StoreResult<Vec<DateTime<Utc>>>;
 }
 
 #[async_trait]

@@ -7,9 +7,9 @@
 //! commits: the visibility lag is zero.
 
 use async_trait::async_trait;
-use casesync_core::domain::{CaseId, ConnectionId};
+use casesync_core::domain::{CaseId, ChannelName, ConnectionId};
 use casesync_core::ports::*;
-use chrono::TimeDelta;
+use chrono::{DateTime, TimeDelta, Utc};
 use rusqlite::{OptionalExtension, params};
 
 use super::codec::{RowDecoder, timestamp};
@@ -58,14 +58,25 @@ impl ChangeFeed for SqliteStore {
         let since = q.since.map(timestamp).unwrap_or_default();
         let until = timestamp(q.until);
         let limit = i64::try_from(q.limit).unwrap_or(i64::MAX);
+        let sql = if q.descending {
+            // Newest first: before the position; '~' sorts after every stamp.
+            "SELECT id, written_at, connection_id, case_id, escaped_len FROM data_points \
+             WHERE channel = ?1 AND (written_at, id) < (?2, ?3) AND written_at >= ?4 \
+             AND written_at < ?5 AND (?6 IS NULL OR connection_id = ?6) \
+             ORDER BY written_at DESC, id DESC LIMIT ?7"
+        } else {
+            "SELECT id, written_at, connection_id, case_id, escaped_len FROM data_points \
+             WHERE channel = ?1 AND (written_at, id) > (?2, ?3) AND written_at >= ?4 \
+             AND written_at < ?5 AND (?6 IS NULL OR connection_id = ?6) \
+             ORDER BY written_at, id LIMIT ?7"
+        };
+        let (after_at, after_id) = match (&q.after, q.descending) {
+            (Some(_), _) | (None, false) => (after_at, after_id),
+            (None, true) => ("~".to_owned(), String::new()),
+        };
         self.read(move |db| {
             let rows: Vec<Row> = db
-                .prepare_cached(
-                    "SELECT id, written_at, connection_id, case_id, escaped_len FROM data_points \
-                     WHERE channel = ?1 AND (written_at, id) > (?2, ?3) AND written_at >= ?4 \
-                     AND written_at < ?5 AND (?6 IS NULL OR connection_id = ?6) \
-                     ORDER BY written_at, id LIMIT ?7",
-                )
+                .prepare_cached(sql)
                 .and_then(|mut s| {
                     s.query_map(
                         params![channel, after_at, after_id, since, until, connection, limit],
@@ -124,6 +135,37 @@ impl ChangeFeed for SqliteStore {
                 }
             }
             Ok(out)
+        })
+        .await
+    }
+
+    async fn modstamps(
+        &self,
+        channel: &ChannelName,
+        since: DateTime<Utc>,
+    ) -> StoreResult<Vec<DateTime<Utc>>> {
+        let channel = channel.as_str().to_owned();
+        let since = timestamp(since);
+        self.read(move |db| {
+            let rows: Vec<String> = db
+                .prepare_cached(
+                    "SELECT system_modstamp FROM data_points WHERE channel = ?1 \
+                     AND system_modstamp >= ?2",
+                )
+                .and_then(|mut s| {
+                    s.query_map(params![channel, since], |r| r.get(0))?
+                        .collect()
+                })
+                .map_err(sql_error(format!(
+                    "reading the modstamps of channel {channel}"
+                )))?;
+            let d = RowDecoder {
+                table: "data_points",
+                key: &channel,
+            };
+            rows.iter()
+                .map(|t| Ok(d.timestamp("system_modstamp", t)?))
+                .collect()
         })
         .await
     }

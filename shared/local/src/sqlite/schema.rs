@@ -93,6 +93,7 @@ UPDATE data_points SET
         + (length(body) - length(replace(body, '', '')));
 CREATE INDEX data_points_by_change ON data_points (channel, written_at, id);
 CREATE UNIQUE INDEX data_points_by_id ON data_points (id);
+CREATE INDEX data_points_by_modstamp ON data_points (channel, system_modstamp);
 
 -- The last change stamp handed out: stamps only grow, even when the clock steps back.
 CREATE TABLE change_clock (
