@@ -134,6 +134,24 @@ many are owned by users (and therefore excluded); the org's API usage. Exits 1 w
 Example:
   CASESYNC_CLIENT_SECRET=... casesync doctor conn_6f1d0c1e8a2b4b0e9d3f5a7c1b2e4d6f")]
     Doctor(DoctorArgs),
+
+    /// The web console: connect, pick queues and backfill, watch the import, browse the Channel,
+    /// disconnect or delete, in a browser.
+    #[command(after_help = "\
+Listens on 127.0.0.1 (port 8765 by default: the callback http://127.0.0.1:8765/callback that a
+Connected App for `casesync connect` already has works here too), prints `casesync console:
+<URL>` and opens it in a browser (not under CI or without a display). The URL holds a secret
+of this launch: only a browser given it gets in. The console syncs active connections in the
+background while it runs. Ctrl-C (or SIGTERM) stops it.
+
+Reads the Connected App's consumer secret from CASESYNC_CLIENT_SECRET, as connect does.
+With --demo, the bundled Salesforce simulator runs too and is offered as the environment to
+connect: no Salesforce org and no Connected App needed.
+
+Examples:
+  casesync ui --demo
+  CASESYNC_CLIENT_SECRET=... casesync ui --client-id 3MVG9...")]
+    Ui(UiArgs),
 }
 
 const CONNECT_HELP: &str = "\
@@ -372,6 +390,26 @@ pub struct DeleteArgs {
     /// Do not ask for confirmation.
     #[arg(long)]
     pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UiArgs {
+    /// The port on 127.0.0.1 (0: any free port).
+    #[arg(long, value_name = "PORT", default_value_t = DEFAULT_REDIRECT_PORT)]
+    pub port: u16,
+    /// The Connected App's consumer key, for connecting new sources [default: the one that
+    /// authorized the existing connections].
+    #[arg(long, value_name = "ID", value_parser = parse_client_id)]
+    pub client_id: Option<String>,
+    /// Do not open a browser; just print the URL.
+    #[arg(long)]
+    pub no_browser: bool,
+    /// Start the bundled Salesforce simulator with a sample org, to connect to.
+    #[arg(long)]
+    pub demo: bool,
+    /// Seconds between two background syncs of the active connections.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub interval: u64,
 }
 
 #[derive(Debug, Args)]

@@ -11,6 +11,7 @@ pub mod export;
 pub mod queues;
 pub mod status;
 pub mod sync;
+pub mod ui;
 
 use crate::cli::{Cli, Command};
 use crate::error::{CliError, Exit};
@@ -28,5 +29,6 @@ pub async fn run(cli: Cli) -> Result<Exit, CliError> {
         Command::Disconnect(args) => disconnect::run(dir, args).await,
         Command::Delete(args) => delete::run(dir, args).await,
         Command::Doctor(args) => doctor::run(dir, args).await,
+        Command::Ui(args) => ui::run(dir, args).await,
     }
 }
