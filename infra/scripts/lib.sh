@@ -49,6 +49,31 @@ ensure_venv() {
   touch "$stamp"
 }
 
+# ensure_browser: Chromium and its chromedriver, which the console's browser tests drive.
+# Installed from Debian's packages on first use when missing (as root, or with sudo); else the
+# reason is printed.
+ensure_browser() {
+  if command -v chromedriver >/dev/null 2>&1 && [ -x "${CASESYNC_CHROMIUM:-/usr/bin/chromium}" ]; then
+    return 0
+  fi
+  local sudo=""
+  if [ "$(id -u)" != 0 ]; then
+    if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+      sudo="sudo -n"
+    else
+      echo "the console's tests need Chromium: install Debian's chromium and chromium-driver (as root)" >&2
+      return 1
+    fi
+  fi
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "the console's tests need Chromium and chromedriver on PATH (set CASESYNC_CHROMIUM to the browser)" >&2
+    return 1
+  fi
+  echo "installing chromium and chromium-driver (first run only)" >&2
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >&2
+}
+
 # free_port: an unused TCP port on 127.0.0.1.
 free_port() {
   "$(find_python)" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'

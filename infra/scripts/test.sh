@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace.
 #
-# First run: creates .venv with moto's server (the AWS protocols on loopback). Then it starts
+# First run: creates .venv with moto's server (the AWS protocols on loopback) and installs
+# Chromium with its chromedriver if missing (the console's browser tests). Then it starts
 # moto, and runs `cargo test` over the whole workspace: unit tests, the simulator-backed
 # integration tests, the CLI end-to-end tests and the Lambda handler tests.
 # Extra arguments go to cargo test (e.g. `bash infra/scripts/test.sh -p casesync-core`).
@@ -11,6 +12,7 @@ cd "$ROOT"
 . infra/scripts/lib.sh
 
 ensure_venv "$ROOT/.venv" infra/requirements-test.txt
+ensure_browser
 export MOTO_SERVER_BIN="$ROOT/.venv/bin/moto_server"
 mkdir -p target
 start_moto

@@ -185,11 +185,12 @@ async fn same_origin_writes(req: Request, next: Next) -> Response {
 
 /// Whether the browser's own headers place a request on this site. A request with neither
 /// header (an old browser, a script) is judged by its CSRF token alone.
+///
+/// `Sec-Fetch-Site` decides when present: a page cannot set it, and every current browser
+/// sends it. (`Origin` is `null` on the console's own forms, whose pages send no referrer.)
 pub fn is_same_origin(headers: &HeaderMap) -> bool {
-    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
-        && !matches!(site, "same-origin" | "none")
-    {
-        return false;
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return matches!(site.to_str(), Ok("same-origin" | "none"));
     }
     match (
         headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()),
@@ -212,4 +213,70 @@ pub fn is_same_origin(headers: &HeaderMap) -> bool {
 pub fn csrf_ok(session: &Session, given: &str) -> bool {
     let (a, b) = (session.csrf.as_bytes(), given.as_bytes());
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_str(v).expect("a header value"));
+        }
+        h
+    }
+
+    #[test]
+    fn the_browsers_fetch_site_decides() {
+        let host = ("host", "127.0.0.1:8765");
+        for ok in ["same-origin", "none"] {
+            // The console's own forms: no referrer, so Origin is `null`.
+            assert!(is_same_origin(&headers(&[
+                host,
+                ("sec-fetch-site", ok),
+                ("origin", "null")
+            ])));
+        }
+        for refused in ["same-site", "cross-site", "garbage"] {
+            assert!(!is_same_origin(&headers(&[
+                host,
+                ("sec-fetch-site", refused),
+                ("origin", "http://127.0.0.1:8765")
+            ])));
+        }
+    }
+
+    #[test]
+    fn without_fetch_site_the_origin_must_be_this_host() {
+        let host = ("host", "127.0.0.1:8765");
+        assert!(is_same_origin(&headers(&[
+            host,
+            ("origin", "http://127.0.0.1:8765")
+        ])));
+        assert!(!is_same_origin(&headers(&[
+            host,
+            ("origin", "http://evil.example")
+        ])));
+        assert!(!is_same_origin(&headers(&[
+            host,
+            ("origin", "http://127.0.0.1:9999")
+        ])));
+        assert!(!is_same_origin(&headers(&[host, ("origin", "null")])));
+        // Neither header (a script): left to the CSRF token.
+        assert!(is_same_origin(&headers(&[host])));
+    }
+
+    #[test]
+    fn csrf_tokens_must_match_exactly() {
+        let s = Session {
+            user: "u".into(),
+            csrf: "abc123".into(),
+            can_sign_out: false,
+        };
+        assert!(csrf_ok(&s, "abc123"));
+        assert!(!csrf_ok(&s, "abc12"));
+        assert!(!csrf_ok(&s, "abc124"));
+        assert!(!csrf_ok(&s, ""));
+    }
 }

@@ -29,8 +29,10 @@ use crate::worker::{ConnectionResult, Worker};
 /// The sample org's content is fixed by this seed (its dates follow the clock).
 const SAMPLE_SEED: u64 = 1;
 const BACKFILL: BackfillWindow = BackfillWindow::Days30;
-const DISCONNECT_REASON: &str = "demo connection: its Salesforce simulator stopped when `casesync \
-     demo` ended; its data stays for status and export";
+const DISCONNECT_REASON: &str = "demo connection: its Salesforce simulator stopped when the demo \
+     (`casesync demo` or `casesync ui --demo`) ended; its data stays for status and export";
+/// How every demo's reason starts (earlier versions worded the rest differently).
+const DEMO_REASON_PREFIX: &str = "demo connection:";
 
 pub async fn run(dir: &Path, _args: DemoArgs) -> Result<Exit, CliError> {
     let started = Instant::now();
@@ -48,7 +50,7 @@ pub async fn run(dir: &Path, _args: DemoArgs) -> Result<Exit, CliError> {
 /// Each demo run replaces the previous one's connection and data, so running it again does
 /// not double the export. Only connections this command left behind are touched: disconnected
 /// with the demo's own reason.
-async fn remove_previous_demos(app: &App) -> Result<(), CliError> {
+pub(crate) async fn remove_previous_demos(app: &App) -> Result<(), CliError> {
     let connections = app
         .store
         .list_connections()
@@ -57,7 +59,9 @@ async fn remove_previous_demos(app: &App) -> Result<(), CliError> {
     let manager = app.offline_manager()?;
     for c in connections {
         let is_demo = c.state == ConnectionState::Disconnected
-            && c.state_reason.as_deref() == Some(DISCONNECT_REASON);
+            && c.state_reason
+                .as_deref()
+                .is_some_and(|r| r.starts_with(DEMO_REASON_PREFIX));
         if !is_demo {
             continue;
         }
@@ -196,7 +200,7 @@ async fn play_browser(authorize_url: String) -> Result<(), CliError> {
 
 /// The simulator stops with the demo: its token is revoked and forgotten, and the connection is
 /// left disconnected, saying why. Returns what happened to the token.
-async fn retire(
+pub(crate) async fn retire(
     app: &App,
     salesforce: &casesync_core::salesforce::Salesforce,
     c: &Connection,
@@ -342,6 +346,10 @@ fn print_summary(
     outln!(
         "  {:width$} connect your own Salesforce org",
         format!("{me} connect --help")
+    );
+    outln!(
+        "  {:width$} the web console, with a simulator to connect",
+        format!("{me} ui --demo")
     );
 }
 

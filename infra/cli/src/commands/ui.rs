@@ -30,6 +30,9 @@ const DEMO_SEED: u64 = 1;
 
 pub async fn run(dir: &Path, args: UiArgs) -> Result<Exit, CliError> {
     let app = App::create(dir).await?;
+    if args.demo {
+        super::demo::remove_previous_demos(&app).await?;
+    }
     let sim = match args.demo {
         true => Some(
             Simulator::start(
@@ -43,9 +46,42 @@ pub async fn run(dir: &Path, args: UiArgs) -> Result<Exit, CliError> {
     };
     let result = serve(&app, &args, sim.as_ref()).await;
     if let Some(sim) = sim {
+        retire_demo_connections(&app, &sim).await;
         sim.shutdown().await;
     }
     result
+}
+
+/// The connections made against `--demo`'s simulator cannot sync once it stops: like `casesync
+/// demo`'s, they are left disconnected, their tokens revoked and removed, their data kept.
+async fn retire_demo_connections(app: &App, sim: &SimHandle) {
+    let connections = match app.store.list_connections().await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not list the demo's connections");
+            return;
+        }
+    };
+    let Ok(salesforce) = app::salesforce(&sim.client_id(), SecretString::from(sim.client_secret()))
+    else {
+        return;
+    };
+    let login = sim.login_url();
+    let mut retired = 0;
+    for c in connections
+        .iter()
+        .filter(|c| c.login_url.as_str().trim_end_matches('/') == login.trim_end_matches('/'))
+        .filter(|c| c.state != casesync_core::domain::ConnectionState::Disconnected)
+    {
+        super::demo::retire(app, &salesforce, c).await;
+        retired += 1;
+    }
+    if retired > 0 {
+        eprintln!(
+            "The demo's {retired} connection(s) are now disconnected: the simulator stopped with \
+             the console. Their data stays (`casesync status`, `casesync export`)."
+        );
+    }
 }
 
 /// The Connected App the console connects new sources with: the simulator's with `--demo`;

@@ -11,3 +11,4 @@ mod lifecycle;
 mod secrets;
 mod support;
 mod sync;
+mod ui;

@@ -410,9 +410,14 @@ impl Running {
 
     /// Sends SIGINT, as Ctrl-C does.
     pub fn interrupt(&self) {
+        self.signal("-INT");
+    }
+
+    /// Sends a signal (`kill`'s `-INT`, `-TERM`).
+    pub fn signal(&self, which: &str) {
         let pid = self.child.id().expect("still running");
         let status = std::process::Command::new("kill")
-            .args(["-INT", &pid.to_string()])
+            .args([which, &pid.to_string()])
             .status()
             .expect("kill runs");
         assert!(status.success());
