@@ -17,4 +17,9 @@ export MOTO_SERVER_BIN="$ROOT/.venv/bin/moto_server"
 mkdir -p target
 start_moto
 
-cargo test --workspace --locked "$@"
+# The whole workspace, unless the arguments name packages (`-p`/`--package`).
+scope=(--workspace)
+for arg in "$@"; do
+  case $arg in -p | --package | --package=* | -p?*) scope=() ;; esac
+done
+cargo test "${scope[@]}" --locked "$@"
