@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The deployment checks CI runs: the SAM template lints and validates, and `sam build` produces
-# the four arm64 Lambda bootstraps. Offline, without AWS credentials.
+# the six arm64 Lambda bootstraps. Offline, without AWS credentials.
 #
 # First run: creates .venv-deploy from infra/requirements-deploy.txt (aws-sam-cli, cfn-lint,
 # cargo-lambda and zig from PyPI) and adds the aarch64-unknown-linux-gnu Rust target.
@@ -12,7 +12,7 @@
 #
 # `sam build` runs `cargo lambda build --release --arm64 --bin <function>` at the repository
 # root for each function, one after the other, in the workspace's one target directory
-# (target/, or $CARGO_TARGET_DIR): the first build compiles the dependencies, the other three
+# (target/, or $CARGO_TARGET_DIR): the first build compiles the dependencies, the others
 # reuse them. Set CARGO_TARGET_DIR to share a warm target between runs.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -100,7 +100,7 @@ wiring = {m.group(1): set(re.findall(r"env\.required\(([A-Z_]+)\)", m.group(2)))
 check(wiring.get("connections") == {"CONNECTIONS_TABLE"}, f"could not read Wiring's methods: {wiring}")
 functions = {"SchedulerFunction": "scheduler", "WorkerFunction": "worker",
              "OAuthCallbackFunction": "oauth-callback", "ApiFunction": "api",
-             "PublisherFunction": "publisher"}
+             "PublisherFunction": "publisher", "ConsoleFunction": "console"}
 for resource, crate in functions.items():
     props = res[resource]["Properties"]
     env = {**env_global, **props.get("Environment", {}).get("Variables", {})}
@@ -147,6 +147,22 @@ streams = [e["Properties"] for e in publisher["Events"].values() if e["Type"] ==
 check(len(streams) == 1 and "ReportBatchItemFailures" in streams[0].get("FunctionResponseTypes", [])
       and streams[0].get("DestinationConfig", {}).get("OnFailure", {}).get("Type") == "SQS",
       "publisher: stream source with batch item failures and a dead-letter destination")
+console_routes = res["ConsoleFunction"]["Properties"]["Events"]
+check(sorted(e["Properties"]["Path"] for e in console_routes.values()) == ["/console", "/console/{proxy+}"]
+      and all(e["Properties"].get("Auth", {}).get("Authorizer") == "NONE" for e in console_routes.values()),
+      "the console's routes: /console and below, signed in by the function itself")
+console_src = (root / "functions/console/src/lib.rs").read_text()
+check('pub const BASE: &str = "/console";' in console_src, "the console function is mounted at /console")
+pool_client = res["ConsoleUserPoolClient"]["Properties"]
+session_src = (root / "functions/console/src/session.rs").read_text()
+renew = re.search(r"pub const RENEW_MAX_AGE: i64 = (\d+) \* 3600;", session_src)
+check(renew is not None and pool_client.get("RefreshTokenValidity") == int(renew.group(1))
+      and pool_client.get("TokenValidityUnits", {}).get("RefreshToken") == "hours",
+      "the renew cookie lives as long as the refresh token")
+check(set(pool_client.get("ExplicitAuthFlows", [])) == {"ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"},
+      "the console's auth flows")
+check(res["ConsoleUserPool"]["Properties"]["AdminCreateUserConfig"].get("AllowAdminCreateUserOnly") is True,
+      "no self sign-up")
 callback = res["OAuthCallbackFunction"]["Properties"]["Events"]["Callback"]["Properties"]
 check(callback.get("Auth", {}).get("Authorizer") == "NONE", "the OAuth callback has no authorizer")
 auth = res["HttpApi"]["Properties"]["Auth"]
@@ -165,7 +181,7 @@ build_seconds=$((SECONDS - build_started))
 
 step "bootstraps"
 status=0
-for fn in SchedulerFunction WorkerFunction OAuthCallbackFunction ApiFunction; do
+for fn in SchedulerFunction WorkerFunction OAuthCallbackFunction ApiFunction PublisherFunction ConsoleFunction; do
   bootstrap=".aws-sam/build/$fn/bootstrap"
   if [ ! -x "$bootstrap" ]; then
     echo "$fn: no bootstrap at $bootstrap" >&2

@@ -7,7 +7,9 @@
 //! (first thing, whatever happens next), exchanges the code, stores the refresh token in
 //! Secrets Manager and creates (or re-authorizes) the connection. The browser is then
 //! redirected (302) to `APP_URL?connection=<id>&status=connected|reauthorized`; every failure
-//! answers with a small HTML page instead (see [`page`]).
+//! answers with a small HTML page instead (see [`page`]). Without `APP_URL`, that is the
+//! stack's console on the same API, `https://<domain>/console`: a new source lands on its
+//! "Configure import".
 //!
 //! The handler takes the raw [`ApiGatewayV2httpRequest`] rather than a `lambda_http` request:
 //! the query string is parsed exactly as the browser sent it (`rawQueryString`), and a query that
@@ -34,6 +36,9 @@ use url::Url;
 
 pub use page::Page;
 
+/// Where the stack serves its console (the `console` function), on the same API.
+pub const CONSOLE_PATH: &str = "/console";
+
 /// `APP_URL` must be an absolute http(s) URL: the browser is redirected there.
 pub fn parse_app_url(raw: &str) -> Result<Url, String> {
     let url = Url::parse(raw).map_err(|e| format!("{raw:?} is not an absolute URL ({e})"))?;
@@ -50,7 +55,8 @@ pub struct Callback {
     pub connections: Arc<dyn ConnectionStore>,
     pub auth_states: Arc<dyn AuthStateStore>,
     pub secrets: Arc<dyn SecretStore>,
-    pub app_url: Url,
+    /// `None`: the console on the request's own domain ([`CONSOLE_PATH`]).
+    pub app_url: Option<Url>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -64,7 +70,11 @@ impl Callback {
         let connections = wiring.connections();
         let auth_states = wiring.auth_states();
         let secrets = wiring.secrets();
-        let app_url = wiring.env().parsed(APP_URL, parse_app_url);
+        // Optional: empty or unset means the stack's console.
+        let app_url = match wiring.env().optional(APP_URL) {
+            Some(raw) if !raw.trim().is_empty() => wiring.env().parsed(APP_URL, parse_app_url),
+            _ => None,
+        };
         let salesforce = wiring
             .finish_with_salesforce(&HttpSettings::interactive())
             .await?;
@@ -73,7 +83,7 @@ impl Callback {
             connections,
             auth_states,
             secrets,
-            app_url: app_url.expect("finish() fails when APP_URL is missing or invalid"),
+            app_url,
             clock: Arc::new(SystemClock),
         })
     }
@@ -82,9 +92,10 @@ impl Callback {
     /// page for the person in front of the browser.
     pub async fn handle(&self, event: ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
         let method = &event.request_context.http.method;
+        let app_url = self.app_url_for(&event);
         // Not HEAD: a link checker's HEAD would complete (and so use up) the flow.
         if method != Method::GET {
-            return Page::method_not_allowed(&self.app_url).into_response();
+            return Page::method_not_allowed(&app_url).into_response();
         }
         let raw_query = event.raw_query_string.as_deref().unwrap_or("");
         let now = self.clock.now();
@@ -101,10 +112,10 @@ impl Callback {
                     superseded_token = superseded.as_ref().map(|r| r.status()),
                     "connection authorized"
                 );
-                page::redirect(&self.app_url, &connection.id, reauthorized)
+                page::redirect(&app_url, &connection.id, reauthorized)
             }
             Err(e) => {
-                let page = Page::for_error(&e, &self.app_url);
+                let page = Page::for_error(&e, &app_url);
                 if page.status >= 500 {
                     tracing::error!(error = %e, status = page.status, "OAuth callback failed");
                 } else {
@@ -113,6 +124,25 @@ impl Callback {
                 page.into_response()
             }
         }
+    }
+
+    /// `APP_URL`, or the console on the domain this request came to.
+    fn app_url_for(&self, event: &ApiGatewayV2httpRequest) -> Url {
+        if let Some(url) = &self.app_url {
+            return url.clone();
+        }
+        let domain = event
+            .request_context
+            .domain_name
+            .as_deref()
+            .filter(|d| {
+                !d.is_empty()
+                    && d.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':'))
+            })
+            .unwrap_or("localhost");
+        Url::parse(&format!("https://{domain}{CONSOLE_PATH}"))
+            .unwrap_or_else(|_| Url::parse("https://localhost/console").expect("a valid URL"))
     }
 
     async fn complete(

@@ -16,7 +16,6 @@ async fn without_configuration_it_names_every_missing_variable_and_exits() {
             "SECRET_PREFIX",
             "SALESFORCE_CLIENT_ID",
             "SALESFORCE_CLIENT_SECRET_ARN",
-            "APP_URL",
         ],
     )
     .await;

@@ -96,7 +96,7 @@ async fn world(mode: AuthorizeMode) -> World {
             aws.secrets_manager(),
             &names.secret_prefix,
         )),
-        app_url: Url::parse(APP_URL).unwrap(),
+        app_url: Some(Url::parse(APP_URL).unwrap()),
         clock: Arc::new(FixedClock(now)),
     };
     World {
@@ -318,6 +318,33 @@ async fn an_approved_authorization_creates_the_connection_and_redirects_to_the_a
     assert!(
         w.sim.is_token_active(&secrets[0].1),
         "the stored secret is the live refresh token"
+    );
+}
+
+#[tokio::test]
+async fn without_an_app_url_the_browser_goes_to_the_stacks_console() {
+    let mut w = world(AuthorizeMode::AutoApprove).await;
+    w.callback.app_url = None;
+    let url = w.start(BackfillWindow::Days30).await;
+    let query = w.authorize(&url).await;
+
+    let r = w.call(&query).await;
+
+    assert_eq!(r.status_code, 302, "{}", body(&r));
+    let location = Url::parse(header(&r, "location")).unwrap();
+    let id = &w.connection_ids().await[0];
+    assert_eq!(
+        location.as_str(),
+        format!("https://{DOMAIN}/console?connection={id}&status=connected")
+    );
+
+    // A failure's page links back to the console too.
+    let r = w.call("state=forged&code=x").await;
+    assert_eq!(r.status_code, 400, "{}", body(&r));
+    assert!(
+        body(&r).contains(&format!("https://{DOMAIN}/console")),
+        "{}",
+        body(&r)
     );
 }
 

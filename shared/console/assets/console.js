@@ -13,7 +13,11 @@
 
   function tick() {
     fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
-      .then(function (r) { return r.ok ? r.json() : Promise.reject(r.status); })
+      .then(function (r) {
+        // Signed out or the session expired: the page itself goes to sign-in.
+        if (r.status === 401) { window.location.reload(); return Promise.reject(r.status); }
+        return r.ok ? r.json() : Promise.reject(r.status);
+      })
       .then(function (data) {
         var importing = false;
         data.sources.forEach(function (s) {

@@ -55,7 +55,7 @@ pub struct Console {
     /// Where the console is mounted: `""` locally, `/console` behind the HTTP API.
     pub base: String,
     /// The OAuth redirect URI Salesforce sends the browser back to.
-    pub redirect_uri: String,
+    pub redirect_uri: RedirectUri,
     /// Login hosts offered on the Connect page besides Production and Sandbox: the simulator
     /// of `casesync ui --demo`, pre-filled as the custom domain.
     pub suggested_login: Option<LoginUrl>,
@@ -64,6 +64,34 @@ pub struct Console {
     /// Told when a connection starts importing (locally: the background worker syncs it now
     /// rather than at its next tick).
     pub on_import: Option<Arc<dyn Fn(ConnectionId) + Send + Sync>>,
+}
+
+/// Where Salesforce sends the browser back after the user approved casesync.
+#[derive(Debug, Clone)]
+pub enum RedirectUri {
+    /// This address (`http://127.0.0.1:PORT/callback` locally, a custom domain's on AWS).
+    Fixed(String),
+    /// `https://<the request's Host><path>`: the OAuth callback route of the API the console is
+    /// served by, which the stack cannot name without a circular reference.
+    OnRequestHost { path: &'static str },
+}
+
+impl RedirectUri {
+    /// The URI for a request with these headers.
+    pub fn for_request(&self, headers: &HeaderMap) -> Option<String> {
+        match self {
+            Self::Fixed(uri) => Some(uri.clone()),
+            Self::OnRequestHost { path } => {
+                let host = headers.get(header::HOST)?.to_str().ok()?;
+                // A host name (and port), nothing else: the value becomes part of a URL.
+                let valid = !host.is_empty()
+                    && host
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':'));
+                valid.then(|| format!("https://{host}{path}"))
+            }
+        }
+    }
 }
 
 impl Console {
@@ -76,6 +104,13 @@ impl Console {
 /// The console's pages and assets. The runtime adds its gate in front (which must insert a
 /// [`Session`]) and its own routes, then [`secure`]s the whole.
 pub fn router(console: Arc<Console>) -> Router {
+    let base = console.base.clone();
+    pages(console).merge(assets(&base))
+}
+
+/// The pages alone (a gate that lets the sign-in page use the style sheet puts [`assets`]
+/// outside itself).
+pub fn pages(console: Arc<Console>) -> Router {
     let pages = Router::new()
         .route("/", get(pages::root))
         .route("/sources", get(pages::sources::list))
@@ -110,15 +145,18 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/channels/{name}/points/{id}", get(pages::channel::point))
         .layer(middleware::from_fn(same_origin_writes))
         .with_state(console.clone());
-    let assets = Router::new()
-        .route("/assets/console.css", get(assets::css))
-        .route("/assets/console.js", get(assets::js));
-    let all = pages.merge(assets);
     if console.base.is_empty() {
-        all
+        pages
     } else {
-        Router::new().nest(&console.base, all)
+        Router::new().nest(&console.base, pages)
     }
+}
+
+/// The style sheet and the script (nothing secret: they may be served to anyone).
+pub fn assets(base: &str) -> Router {
+    Router::new()
+        .route(&format!("{base}/assets/console.css"), get(assets::css))
+        .route(&format!("{base}/assets/console.js"), get(assets::js))
 }
 
 /// The security headers on every answer of `app`, the gate's refusals included: apply it

@@ -121,7 +121,7 @@ pub async fn world_with(config: SimConfig) -> World {
         connections: connections.clone(),
         auth_states,
         secrets: secrets.clone(),
-        app_url: Url::parse(APP_URL).unwrap(),
+        app_url: Some(Url::parse(APP_URL).unwrap()),
         clock: Arc::new(SystemClock),
     };
     World {

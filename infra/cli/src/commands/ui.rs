@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use casesync_console::local::{LocalGate, gate};
-use casesync_console::{Console, router, secure};
+use casesync_console::{Console, RedirectUri, router, secure};
 use casesync_core::channel::CursorKey;
 use casesync_core::domain::{ConnectionId, LoginUrl};
 use casesync_core::manage::work::Targets;
@@ -149,7 +149,7 @@ async fn serve(app: &App, args: &UiArgs, sim: Option<&SimHandle>) -> Result<Exit
         manager: app.manager(salesforce.clone()),
         feed: Arc::new(app.store.clone()),
         base: String::new(),
-        redirect_uri: format!("http://127.0.0.1:{port}/callback"),
+        redirect_uri: RedirectUri::Fixed(format!("http://127.0.0.1:{port}/callback")),
         suggested_login,
         cursor_key: Arc::new(CursorKey::new(uuid::Uuid::new_v4().as_bytes().to_vec())),
         on_import: Some(on_import),

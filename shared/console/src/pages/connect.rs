@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect};
 use casesync_core::domain::{
     BackfillWindow, ChannelName, ConnectionState, LoginUrl, QueueId, QueueScope,
@@ -16,7 +16,7 @@ use casesync_core::salesforce::records::QueueRecord;
 use maud::{Markup, html};
 
 use super::sources::backfill_text;
-use super::{PageError, PageResult, connection_id, field, form};
+use super::{PageError, PageResult, connection_id, field, form, redirect_uri};
 use crate::views::{self, page, source_name};
 use crate::{Console, Session};
 
@@ -69,6 +69,7 @@ pub async fn show(
 pub async fn start(
     State(console): State<Arc<Console>>,
     Extension(session): Extension<Session>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> PageResult {
     let fields = form(&console, &session, &body)?;
@@ -91,7 +92,7 @@ pub async fn start(
     };
     match console
         .manager
-        .start_setup(login, &console.redirect_uri)
+        .start_setup(login, &redirect_uri(&console, &headers)?)
         .await
     {
         Ok(started) => Ok(Redirect::to(started.authorize_url.as_str()).into_response()),

@@ -133,6 +133,17 @@ pub fn form(
 }
 
 /// The value of a field given once.
+/// The OAuth redirect URI for this request (see [`crate::RedirectUri`]).
+pub fn redirect_uri(
+    console: &Console,
+    headers: &axum::http::HeaderMap,
+) -> Result<String, PageError> {
+    console
+        .redirect_uri
+        .for_request(headers)
+        .ok_or_else(|| PageError::bad(console, "This request names no valid host."))
+}
+
 pub fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
     fields
         .iter()

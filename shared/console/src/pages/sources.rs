@@ -423,13 +423,14 @@ pub async fn reauthorize(
     State(console): State<Arc<Console>>,
     Extension(session): Extension<Session>,
     Path(raw): Path<String>,
+    headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> PageResult {
     let id = connection_id(&console, &raw)?;
     form(&console, &session, &body)?;
     let started = console
         .manager
-        .start_reauthorization(&id, &console.redirect_uri)
+        .start_reauthorization(&id, &super::redirect_uri(&console, &headers)?)
         .await
         .map_err(|e| PageError::from_manage(&console, e))?;
     Ok(Redirect::to(started.authorize_url.as_str()).into_response())
