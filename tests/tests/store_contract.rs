@@ -123,6 +123,7 @@ contract!(
     the_change_order_is_filtered_and_bounded,
     bodies_and_ids_give_the_stored_contract_json,
     newest_first_and_modstamps,
+    the_org_of_a_connection_is_stored_and_recorded_later,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -308,6 +309,8 @@ async fn changes_to_a_missing_connection_are_not_found(s: Stores) {
     assert!(is_not_found(
         s.connections.save_failures(id, &[failure(1, 1)]).await
     ));
+    let org = casesync_core::domain::OrgId::parse("00DDn0000000001").unwrap();
+    assert!(is_not_found(s.connections.set_org_id(id, &org).await));
     // Deleting what is not there is done already.
     s.connections.delete_connection(id).await.unwrap();
     assert_eq!(s.connections.list_connections().await.unwrap(), vec![]);
@@ -1094,5 +1097,35 @@ async fn newest_first_and_modstamps(s: Stores) {
             .await
             .unwrap()
             .is_empty()
+    );
+}
+
+async fn the_org_of_a_connection_is_stored_and_recorded_later(s: Stores) {
+    use casesync_core::domain::OrgId;
+    let org = OrgId::parse("00DDn0000000001").unwrap();
+    let mut with_org = connection();
+    with_org.org_id = Some(org.clone());
+    s.connections.insert_connection(&with_org).await.unwrap();
+    assert_eq!(
+        s.connections.get_connection(&with_org.id).await.unwrap(),
+        Some(with_org.clone())
+    );
+    // A connection stored without it learns it later; nothing else changes.
+    let without = connection();
+    s.connections.insert_connection(&without).await.unwrap();
+    s.connections.set_org_id(&without.id, &org).await.unwrap();
+    let got = s
+        .connections
+        .get_connection(&without.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.org_id, Some(org));
+    assert_eq!(
+        Connection {
+            org_id: None,
+            ..got
+        },
+        without
     );
 }

@@ -314,8 +314,10 @@ impl Worker {
             ));
         }
         let abandon_after = remaining.saturating_sub(self.timing.abandon_margin);
-        if item.kind == WorkKind::IndexPoints {
-            return self.index_points(item, budget, abandon_after).await;
+        match item.kind {
+            WorkKind::IndexPoints => return self.index_points(item, budget, abandon_after).await,
+            WorkKind::Changes => return self.fetch_changes(item, budget, abandon_after).await,
+            WorkKind::Tick | WorkKind::Continuation | WorkKind::Resync => {}
         }
         let report =
             match tokio::time::timeout(abandon_after, self.engine.sync(id, budget, None)).await {
@@ -336,6 +338,57 @@ impl Worker {
             };
         self.after_run(item, &report).await;
         Ok(())
+    }
+
+    /// Fetches the Cases a change event named (the cursor does not move). Delivered again when
+    /// another run holds the connection or time ran out; acknowledged otherwise, whatever
+    /// Salesforce said: the polling sync covers these Cases too, and records what it finds.
+    async fn fetch_changes(
+        &self,
+        item: &WorkItem,
+        budget: Duration,
+        abandon_after: Duration,
+    ) -> Result<(), String> {
+        let id = &item.connection_id;
+        let fetch = self.engine.fetch_changes(id, &item.case_ids, budget);
+        let report = match tokio::time::timeout(abandon_after, fetch).await {
+            Ok(Ok(report)) => report,
+            Ok(Err(StoreError::ConnectionNotFound(_))) => {
+                tracing::info!("the connection was deleted; nothing to fetch");
+                return Ok(());
+            }
+            Ok(Err(e)) => return Err(format!("could not fetch the changed Cases: {e}")),
+            Err(_) => return Err("fetching the changed Cases did not finish in time".into()),
+        };
+        let lag_ms = (self.clock.now() - item.enqueued_at).num_milliseconds();
+        match report.outcome {
+            SyncOutcome::Busy => Err(
+                "another run holds the connection; its changed Cases are fetched after it".into(),
+            ),
+            SyncOutcome::MoreWork => {
+                Err("time ran out before every changed Case was fetched".into())
+            }
+            SyncOutcome::Done => {
+                tracing::info!(
+                    cases = item.case_ids.len(),
+                    fetched = report.counts.fetched,
+                    created = report.counts.created,
+                    updated = report.counts.updated,
+                    api_calls = report.counts.api_calls,
+                    since_commit_ms = lag_ms,
+                    "changed Cases imported"
+                );
+                Ok(())
+            }
+            outcome => {
+                tracing::warn!(
+                    %outcome,
+                    error = report.error.as_deref().unwrap_or(""),
+                    "changed Cases not fetched; the polling sync covers them"
+                );
+                Ok(())
+            }
+        }
     }
 
     /// Puts the connection's data points stored before the change index existed into it.

@@ -310,7 +310,10 @@ pub(crate) async fn connect_to<S>(
     now: DateTime<Utc>,
 ) -> anyhow::Result<(Salesforce, casesync_core::domain::Connection)>
 where
-    S: casesync_core::ports::ConnectionReader + casesync_core::ports::ConnectionWriter + ?Sized,
+    S: casesync_core::ports::ConnectionReader
+        + casesync_core::ports::ConnectionWriter
+        + casesync_core::ports::StateWriter
+        + ?Sized,
 {
     let salesforce = Salesforce::new(
         OAuthApp {

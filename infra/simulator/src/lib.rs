@@ -15,6 +15,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod cdc;
 pub mod config;
 mod http;
 pub mod ids;
@@ -35,6 +36,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub use cdc::ChangeRecord;
 pub use config::{AuthorizeMode, FaultKind, FaultRule, FaultTarget, SimConfig, Stats};
 pub use ids::SfId;
 pub use org::{
@@ -127,6 +129,22 @@ impl SimHandle {
     pub fn with_org<R>(&self, f: impl FnOnce(&mut Org) -> R) -> R {
         f(&mut self.shared.org_mut())
     }
+    /// Starts recording a change event for each change to the org from now on.
+    pub fn record_changes(&self) {
+        self.with_org(|o| o.record_changes(true));
+    }
+
+    /// The change events recorded since the last call, oldest first.
+    pub fn take_changes(&self) -> Vec<ChangeRecord> {
+        self.with_org(|o| o.take_changes())
+    }
+
+    /// `events` as Event Relay delivers them to an EventBridge rule's target (JSON).
+    pub fn relayed(&self, events: &[ChangeRecord]) -> Vec<String> {
+        let org = self.with_org(|o| o.org_id);
+        events.iter().map(|e| e.relayed(&org).to_string()).collect()
+    }
+
     pub fn stats(&self) -> Stats {
         self.shared.state().snapshot()
     }

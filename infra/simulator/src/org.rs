@@ -6,6 +6,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, DurationRound, TimeZone, Utc};
 
+use serde_json::{Value, json};
+
+use crate::cdc::ChangeRecord;
 use crate::ids::{IdGen, IdKey, SfId, key_of, prefix};
 use crate::schema::SObject;
 use crate::text::{self, Rng64};
@@ -292,6 +295,15 @@ pub struct Org {
     groups: Vec<QueueRecord>,
     users: Vec<UserRecord>,
     contacts: Vec<ContactRecord>,
+    /// The change events of the changes made since [`Org::record_changes`] (`None`: not
+    /// recording).
+    changes: Option<Vec<ChangeRecord>>,
+    commit_number: u64,
+}
+
+/// A datetime as Salesforce's JSON writes it.
+fn iso(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
 fn now_secs() -> DateTime<Utc> {
@@ -336,7 +348,83 @@ impl Org {
                 name: "Integration User".into(),
             }],
             contacts: Vec::new(),
+            changes: None,
+            commit_number: 11_000_000_000,
         }
+    }
+
+    // ----- change events -------------------------------------------------------------------
+
+    /// Starts (or stops) recording a change event for every change made from now on, as
+    /// Change Data Capture would publish it.
+    pub fn record_changes(&mut self, on: bool) {
+        self.changes = on.then(Vec::new);
+    }
+
+    /// The change events recorded since the last call, oldest first.
+    pub fn take_changes(&mut self) -> Vec<ChangeRecord> {
+        self.changes
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    fn log_change(
+        &mut self,
+        entity: &'static str,
+        change_type: &str,
+        record_id: SfId,
+        fields: &[(&str, Value)],
+    ) {
+        if self.changes.is_none() {
+            return;
+        }
+        self.commit_number += 1;
+        let key = self.id_rng.range(0, 1 << 62);
+        let record = ChangeRecord {
+            entity,
+            change_type: change_type.to_owned(),
+            record_ids: vec![record_id.to_string()],
+            changed_fields: fields.iter().map(|(k, _)| (*k).to_owned()).collect(),
+            fields: fields
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect(),
+            commit_timestamp: Utc::now().timestamp_millis(),
+            transaction_key: format!(
+                "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+                key >> 32,
+                (key >> 16) & 0xffff,
+                key & 0xffff,
+                self.commit_number & 0xffff,
+                self.commit_number
+            ),
+            sequence_number: 1,
+            commit_number: self.commit_number,
+            commit_user: self.api_user_id.to_string(),
+        };
+        if let Some(log) = &mut self.changes {
+            log.push(record);
+        }
+    }
+
+    fn log_case_update(&mut self, idx: usize, changed: &[&str]) {
+        let c = &self.cases[idx];
+        let fields: Vec<(&str, Value)> = changed
+            .iter()
+            .map(|f| {
+                let v = match *f {
+                    "Status" => json!(c.status),
+                    "ClosedDate" => json!(c.closed_date.map(iso)),
+                    "OwnerId" => json!(c.owner_id.to_string()),
+                    "LastModifiedDate" => json!(iso(c.last_modified_date)),
+                    _ => Value::Null,
+                };
+                (*f, v)
+            })
+            .collect();
+        let id = c.id;
+        self.log_change("Case", "UPDATE", id, &fields);
     }
 
     fn next_id(&mut self, prefix: &str) -> SfId {
@@ -515,6 +603,18 @@ impl Org {
             visible_from: new.visible_from,
         });
         self.case_emails.push(Vec::new());
+        let c = &self.cases[self.cases.len() - 1];
+        let fields = [
+            ("CaseNumber", json!(c.case_number)),
+            ("Subject", json!(c.subject)),
+            ("Status", json!(c.status)),
+            ("Priority", json!(c.priority)),
+            ("OwnerId", json!(c.owner_id.to_string())),
+            ("ClosedDate", json!(c.closed_date.map(iso))),
+            ("CreatedDate", json!(iso(c.created_date))),
+            ("LastModifiedDate", json!(iso(c.last_modified_date))),
+        ];
+        self.log_change("Case", "CREATE", id, &fields);
         id.to_string()
     }
 
@@ -551,30 +651,49 @@ impl Org {
         });
         let email_idx = u32::try_from(self.emails.len() - 1).expect("fewer than 4 billion emails");
         self.case_emails[idx].push(email_idx);
+        let email = &self.emails[self.emails.len() - 1];
+        let fields = [
+            ("ParentId", json!(email.parent_id.to_string())),
+            ("Incoming", json!(email.incoming)),
+            ("Subject", json!(email.subject.as_deref())),
+            ("MessageDate", json!(email.message_date.map(iso))),
+        ];
+        self.log_change("EmailMessage", "CREATE", id, &fields);
         if bump_case_modstamp {
             let c = &mut self.cases[idx];
             c.system_modstamp = modstamp;
             c.last_modified_date = modstamp;
+            self.log_case_update(idx, &["LastModifiedDate"]);
         }
         id.to_string()
     }
 
     // ----- changing ------------------------------------------------------------------------
 
-    /// Applies `f` to the Case; the caller decides what happens to its SystemModstamp.
-    /// Returns `None` when there is no such Case.
+    /// Applies `f` to the Case; the caller decides what happens to its SystemModstamp. Records
+    /// no change event (a test's edit is followed by [`Org::touch`], which does). Returns
+    /// `None` when there is no such Case.
     pub fn update_case<R>(&mut self, id: &str, f: impl FnOnce(&mut CaseRecord) -> R) -> Option<R> {
         let idx = self.case_index(id)?;
         Some(f(&mut self.cases[idx]))
     }
 
+    /// Applies `f`, then records an update of `changed`.
+    fn change_case(&mut self, id: &str, changed: &[&str], f: impl FnOnce(&mut CaseRecord)) -> bool {
+        let Some(idx) = self.case_index(id) else {
+            return false;
+        };
+        f(&mut self.cases[idx]);
+        self.log_case_update(idx, changed);
+        true
+    }
+
     /// Sets SystemModstamp and LastModifiedDate (as any edit does).
     pub fn touch(&mut self, id: &str, at: DateTime<Utc>) -> bool {
-        self.update_case(id, |c| {
+        self.change_case(id, &["LastModifiedDate"], |c| {
             c.system_modstamp = at;
             c.last_modified_date = at;
         })
-        .is_some()
     }
 
     /// Hides the Case from every query until `at` (wall clock), whatever its SystemModstamp.
@@ -585,44 +704,45 @@ impl Org {
 
     /// Closes the Case at `at` (Status, ClosedDate, SystemModstamp).
     pub fn close_case(&mut self, id: &str, at: DateTime<Utc>) -> bool {
-        self.update_case(id, |c| {
+        self.change_case(id, &["Status", "ClosedDate", "LastModifiedDate"], |c| {
             c.status = "Closed".into();
             c.closed_date = Some(at);
             c.system_modstamp = at;
             c.last_modified_date = at;
         })
-        .is_some()
     }
 
     /// Reopens the Case at `at` (Status `Working`, ClosedDate null, SystemModstamp).
     pub fn reopen_case(&mut self, id: &str, at: DateTime<Utc>) -> bool {
-        self.update_case(id, |c| {
+        self.change_case(id, &["Status", "ClosedDate", "LastModifiedDate"], |c| {
             c.status = "Working".into();
             c.closed_date = None;
             c.system_modstamp = at;
             c.last_modified_date = at;
         })
-        .is_some()
     }
 
     /// Moves the Case to another owner (queue or user) at `at`.
     pub fn set_owner(&mut self, id: &str, owner_id: &str, at: DateTime<Utc>) -> bool {
         let owner = self.resolve_owner(Some(owner_id));
-        self.update_case(id, |c| {
+        self.change_case(id, &["OwnerId", "LastModifiedDate"], |c| {
             c.owner_id = owner;
             c.system_modstamp = at;
             c.last_modified_date = at;
         })
-        .is_some()
     }
 
     /// Soft-deletes the Case (only `queryAll` sees it afterwards).
     pub fn delete_case(&mut self, id: &str, at: DateTime<Utc>) -> bool {
-        self.update_case(id, |c| {
-            c.is_deleted = true;
-            c.system_modstamp = at;
-        })
-        .is_some()
+        let Some(idx) = self.case_index(id) else {
+            return false;
+        };
+        let c = &mut self.cases[idx];
+        c.is_deleted = true;
+        c.system_modstamp = at;
+        let id = c.id;
+        self.log_change("Case", "DELETE", id, &[]);
+        true
     }
 
     /// Makes an object (in)accessible to the API user.

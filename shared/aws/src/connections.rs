@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use casesync_core::domain::{
     ApiVersion, BackfillWindow, CaseFailure, CaseId, ChannelName, Connection, ConnectionId,
-    ConnectionState, Cursor, InstanceUrl, LoginUrl, QueueScope,
+    ConnectionState, Cursor, InstanceUrl, LoginUrl, OrgId, QueueScope,
 };
 use casesync_core::ports::{
     ConnectionReader, ConnectionWriter, CursorStore, LeaseStore, RunRecord, RunRecorder,
@@ -41,6 +41,7 @@ const LEASE_HOLDER: &str = "lease_holder";
 /// BOOL, true once every data point of the connection is in the change index; absent on
 /// connections created before that index existed.
 const POINTS_INDEXED: &str = "points_indexed";
+const ORG_ID: &str = "org_id";
 const LEASE_UNTIL: &str = "lease_until";
 
 /// The `connections` table: [`ConnectionReader`], [`ConnectionWriter`], [`CursorStore`],
@@ -209,6 +210,9 @@ fn to_item(c: &Connection) -> StoreResult<Item> {
     if c.points_indexed {
         item.insert(POINTS_INDEXED.to_owned(), AttributeValue::Bool(true));
     }
+    if let Some(org) = &c.org_id {
+        item.insert(ORG_ID.to_owned(), s(org.as_str()));
+    }
     Ok(item)
 }
 
@@ -272,6 +276,11 @@ fn from_item(item: &Item) -> StoreResult<Connection> {
         last_run,
         failures,
         points_indexed: matches!(item.get(POINTS_INDEXED), Some(AttributeValue::Bool(true))),
+        org_id: a
+            .opt_s(ORG_ID)?
+            .map(OrgId::parse)
+            .transpose()
+            .map_err(|e| corrupt(what, format_args!("attribute {ORG_ID}: {e}")))?,
     })
 }
 
@@ -430,6 +439,15 @@ impl StateWriter for DynamoConnectionStore {
         let mut u = Update::default();
         u.set(&mut expr, POINTS_INDEXED, AttributeValue::Bool(true));
         self.update(id, "mark points indexed", expr, u.build(), None)
+            .await
+            .map(drop)
+    }
+
+    async fn set_org_id(&self, id: &ConnectionId, org: &OrgId) -> StoreResult<()> {
+        let mut expr = Expr::new();
+        let mut u = Update::default();
+        u.set(&mut expr, ORG_ID, s(org.as_str()));
+        self.update(id, "record the org id", expr, u.build(), None)
             .await
             .map(drop)
     }

@@ -55,15 +55,26 @@ pub struct SqsWorkQueue {
     tuning: Tuning,
 }
 
-/// The deduplication id of a work item: hex SHA-256 of `connection id|kind|enqueued_at`
-/// (64 characters; SQS allows 128).
+/// The deduplication id of a work item: hex SHA-256 of `connection id|kind|enqueued_at`, and
+/// `|case id,case id...` for the Cases a change item names (64 characters; SQS allows 128).
+/// The same change event delivered twice within SQS's window is one message.
 pub fn deduplication_id(item: &WorkItem) -> String {
     let kind = item.kind.as_str();
     let enqueued = item
         .enqueued_at
         .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
-    let digest = Sha256::digest(format!("{}|{kind}|{enqueued}", item.connection_id));
-    hex::encode(digest)
+    let mut hasher = Sha256::new();
+    hasher.update(format!("{}|{kind}|{enqueued}", item.connection_id));
+    if !item.case_ids.is_empty() {
+        hasher.update(b"|");
+        for (i, id) in item.case_ids.iter().enumerate() {
+            if i > 0 {
+                hasher.update(b",");
+            }
+            hasher.update(id.as_str());
+        }
+    }
+    hex::encode(hasher.finalize())
 }
 
 impl SqsWorkQueue {
@@ -284,8 +295,16 @@ mod tests {
             kind: WorkKind::Tick,
             enqueued_at: "2024-03-04T17:00:00Z".parse().unwrap(),
             idle_runs: 0,
+            case_ids: Vec::new(),
         };
         let id = deduplication_id(&item);
+        // Unchanged by the change items' field: items queued before it dedupe as before.
+        assert_eq!(
+            id,
+            hex::encode(Sha256::digest(
+                "conn_0123456789abcdef0123456789abcdef|tick|2024-03-04T17:00:00.000000000Z"
+            ))
+        );
         assert_eq!(id.len(), 64);
         assert_eq!(deduplication_id(&item.clone()), id);
         let later = WorkItem {
@@ -298,5 +317,22 @@ mod tests {
         };
         assert_ne!(deduplication_id(&later), id);
         assert_ne!(deduplication_id(&other_kind), id);
+    }
+
+    #[test]
+    fn change_items_differ_by_their_cases() {
+        let at = "2024-03-04T17:00:00Z".parse().unwrap();
+        let connection = ConnectionId::parse("conn_0123456789abcdef0123456789abcdef").unwrap();
+        let case = |s: &str| casesync_core::domain::CaseId::parse(s).unwrap();
+        let a = WorkItem::changes(connection.clone(), vec![case("500xx000003DHb0")], at);
+        let b = WorkItem::changes(connection.clone(), vec![case("500xx000003DHb1")], at);
+        let both = WorkItem::changes(
+            connection,
+            vec![case("500xx000003DHb0"), case("500xx000003DHb1")],
+            at,
+        );
+        assert_eq!(deduplication_id(&a), deduplication_id(&a.clone()));
+        assert_ne!(deduplication_id(&a), deduplication_id(&b));
+        assert_ne!(deduplication_id(&a), deduplication_id(&both));
     }
 }

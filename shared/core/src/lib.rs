@@ -7,6 +7,7 @@
 //! Nothing here knows about Lambda, SQLite or AWS: adapters implement the ports in
 //! `casesync-local` and `casesync-aws`.
 
+pub mod changes;
 pub mod channel;
 pub mod data_point;
 pub mod diagnostics;

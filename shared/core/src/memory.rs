@@ -17,7 +17,7 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::data_point::{DataPoint, Supersedes, decide};
 use crate::domain::{
     BackfillWindow, CaseFailure, CaseId, ChannelName, Connection, ConnectionId, ConnectionState,
-    Cursor, InstanceUrl, QueueScope,
+    Cursor, InstanceUrl, OrgId, QueueScope,
 };
 use crate::ports::*;
 
@@ -236,6 +236,13 @@ impl StateWriter for MemoryStore {
     async fn mark_points_indexed(&self, id: &ConnectionId) -> StoreResult<()> {
         self.with_connection(id, |c| {
             c.points_indexed = true;
+            Ok(())
+        })
+    }
+
+    async fn set_org_id(&self, id: &ConnectionId, org: &OrgId) -> StoreResult<()> {
+        self.with_connection(id, |c| {
+            c.org_id = Some(org.clone());
             Ok(())
         })
     }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::data_point::DataPoint;
 use crate::domain::{
     ApiVersion, BackfillWindow, CaseFailure, CaseId, ChannelName, Connection, ConnectionId,
-    ConnectionState, Cursor, InstanceUrl, LoginUrl, QueueScope, SyncReport,
+    ConnectionState, Cursor, InstanceUrl, LoginUrl, OrgId, QueueScope, SyncReport,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +86,10 @@ pub trait StateWriter: Send + Sync {
 
     /// Records that every data point of the connection is in the change order.
     async fn mark_points_indexed(&self, id: &ConnectionId) -> StoreResult<()>;
+
+    /// Records the org the connection's token belongs to (its change events carry it).
+    /// `ConnectionNotFound` when there is no such connection.
+    async fn set_org_id(&self, id: &ConnectionId, org: &OrgId) -> StoreResult<()>;
 }
 
 #[async_trait]
@@ -309,6 +313,12 @@ pub enum WorkKind {
     /// Put the connection's data points stored before the change order existed into it (sent
     /// by the scheduler, and by a worker that ran out of time doing it).
     IndexPoints,
+    /// Salesforce said these Cases changed (a change event): fetch exactly them, now. The
+    /// keyset cursor does not move; the polling sync stays the completeness guarantee.
+    Changes,
+    /// Salesforce said changes were lost or too many to list (a gap or overflow change
+    /// event): sync the connection now, through the keyset cursor, as a tick does.
+    Resync,
 }
 
 impl WorkKind {
@@ -317,6 +327,8 @@ impl WorkKind {
             Self::Tick => "tick",
             Self::Continuation => "continuation",
             Self::IndexPoints => "index_points",
+            Self::Changes => "changes",
+            Self::Resync => "resync",
         }
     }
 }
@@ -331,6 +343,9 @@ pub struct WorkItem {
     /// `manage::follow_up`). Absent (0) on ticks.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub idle_runs: u32,
+    /// The Cases a [`WorkKind::Changes`] item names; empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub case_ids: Vec<CaseId>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -345,6 +360,16 @@ impl WorkItem {
             kind: WorkKind::Tick,
             enqueued_at: at,
             idle_runs: 0,
+            case_ids: Vec::new(),
+        }
+    }
+
+    /// "Fetch these Cases now" for `connection_id`, stamped `at`.
+    pub fn changes(connection_id: ConnectionId, case_ids: Vec<CaseId>, at: DateTime<Utc>) -> Self {
+        Self {
+            kind: WorkKind::Changes,
+            case_ids,
+            ..Self::tick(connection_id, at)
         }
     }
 }

@@ -130,6 +130,7 @@ mod tests {
             kind,
             enqueued_at: Utc.with_ymd_and_hms(2024, 3, 4, 17, minute, 0).unwrap(),
             idle_runs: 0,
+            case_ids: Vec::new(),
         }
     }
 

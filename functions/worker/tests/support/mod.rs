@@ -189,6 +189,7 @@ impl World {
                 kind,
                 enqueued_at: at,
                 idle_runs: 0,
+                case_ids: Vec::new(),
             }])
             .await
             .expect("the item is queued");

@@ -26,6 +26,7 @@ async fn an_unreachable_endpoint_is_unavailable_not_unexpected() {
         kind: WorkKind::Tick,
         enqueued_at: chrono::Utc::now(),
         idle_runs: 0,
+        case_ids: Vec::new(),
     };
     assert!(queue.enqueue(&[item]).await.unwrap_err().is_transient());
 }

@@ -66,6 +66,7 @@ async fn twenty_five_items_go_in_three_batches_grouped_by_connection_and_dedupli
             },
             enqueued_at: t("2024-03-05T10:00:00Z"),
             idle_runs: 0,
+            case_ids: Vec::new(),
         })
         .collect();
 
@@ -115,6 +116,7 @@ async fn two_items_of_one_connection_are_never_handed_out_at_once() {
         kind: WorkKind::Tick,
         enqueued_at: t("2024-03-05T10:00:00Z"),
         idle_runs: 0,
+        case_ids: Vec::new(),
     };
     let second = WorkItem {
         kind: WorkKind::Continuation,

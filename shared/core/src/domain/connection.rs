@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::cursor::Cursor;
-use super::ids::CaseId;
+use super::ids::{CaseId, OrgId};
 use super::settings::{ApiVersion, BackfillWindow, QueueScope};
 use super::sync_report::SyncReport;
 use super::urls::{InstanceUrl, LoginUrl};
@@ -206,6 +206,11 @@ pub struct Connection {
     /// place); the scheduler then queues [`crate::ports::WorkKind::IndexPoints`] work for it.
     #[serde(default)]
     pub points_indexed: bool,
+    /// The Salesforce org the refresh token belongs to (from the token's identity URL):
+    /// what routes the org's change events to this connection. Recorded at connect; filled in
+    /// by the next sync for connections made before it was recorded.
+    #[serde(default)]
+    pub org_id: Option<OrgId>,
 }
 
 impl Connection {
@@ -238,6 +243,7 @@ impl Connection {
             last_run: None,
             failures: Vec::new(),
             points_indexed: true,
+            org_id: None,
         }
     }
 }

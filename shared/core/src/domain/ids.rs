@@ -169,6 +169,12 @@ salesforce_id!(
     "queue",
     "00G"
 );
+salesforce_id!(
+    /// The id of a Salesforce org (`Organization`, key prefix `00D`): what change events name.
+    OrgId,
+    "org",
+    "00D"
+);
 
 #[cfg(test)]
 mod tests {

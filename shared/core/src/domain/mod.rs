@@ -12,7 +12,7 @@ pub use connection::{
     CaseFailure, ChannelName, Connection, ConnectionId, ConnectionState, MAX_RECORDED_FAILURES,
 };
 pub use cursor::Cursor;
-pub use ids::{CaseId, IdError, QueueId};
+pub use ids::{CaseId, IdError, OrgId, QueueId};
 pub use settings::{ApiVersion, BackfillWindow, QueueScope, QueueScopeError};
 pub use sync_report::{SyncCounts, SyncOutcome, SyncReport};
 pub use urls::{InstanceUrl, LoginUrl, UrlError};

@@ -17,7 +17,7 @@ use crate::domain::{
 };
 use crate::ports::{
     AuthStateStore, ConnectionReader, ConnectionWriter, PendingAuthorization, SecretStore,
-    StoreError,
+    StateWriter, StoreError,
 };
 use crate::salesforce::{OAuthClient, SalesforceError, TokenGrant};
 
@@ -203,7 +203,7 @@ pub async fn complete<S>(
     now: DateTime<Utc>,
 ) -> Result<Authorized, ConnectError>
 where
-    S: ConnectionReader + ConnectionWriter + ?Sized,
+    S: ConnectionReader + ConnectionWriter + StateWriter + ?Sized,
 {
     let state = callback
         .state
@@ -282,7 +282,7 @@ pub async fn with_refresh_token<S>(
     now: DateTime<Utc>,
 ) -> Result<Connection, ConnectError>
 where
-    S: ConnectionReader + ConnectionWriter + ?Sized,
+    S: ConnectionReader + ConnectionWriter + StateWriter + ?Sized,
 {
     let mut grant = oauth.refresh(&login_url, &refresh_token).await?;
     // Without rotation the refresh token stays the one given; with it, the new one.
@@ -313,7 +313,7 @@ pub async fn reauthorize_with_refresh_token<S>(
     refresh_token: SecretString,
 ) -> Result<Authorized, ConnectError>
 where
-    S: ConnectionReader + ConnectionWriter + ?Sized,
+    S: ConnectionReader + ConnectionWriter + StateWriter + ?Sized,
 {
     let connection = store
         .get_connection(id)
@@ -342,8 +342,9 @@ async fn create<S>(
     state: ConnectionState,
 ) -> Result<Connection, ConnectError>
 where
-    S: ConnectionReader + ConnectionWriter + ?Sized,
+    S: ConnectionReader + ConnectionWriter + StateWriter + ?Sized,
 {
+    let org_id = grant.org_id();
     let refresh_token = grant.refresh_token.ok_or(ConnectError::NoRefreshToken)?;
     let mut connection = Connection::new(
         ConnectionId::new_random(),
@@ -356,6 +357,7 @@ where
         now,
     )
     .with_client_id(client_id);
+    connection.org_id = org_id;
     if state == ConnectionState::Pending {
         connection.state = state;
         connection.state_reason =
@@ -385,8 +387,9 @@ async fn reauthorize<S>(
     grant: TokenGrant,
 ) -> Result<Authorized, ConnectError>
 where
-    S: ConnectionReader + ConnectionWriter + ?Sized,
+    S: ConnectionReader + ConnectionWriter + StateWriter + ?Sized,
 {
+    let org_id = grant.org_id();
     let refresh_token = grant.refresh_token.ok_or(ConnectError::NoRefreshToken)?;
     let Some(before) = store.get_connection(id).await? else {
         return Err(ConnectError::ConnectionGone);
@@ -394,6 +397,11 @@ where
     let superseded = secrets.get_refresh_token(id).await?;
     secrets.put_refresh_token(id, &refresh_token).await?;
     store.reauthorized(id, &grant.instance_url).await?;
+    if let Some(org) = org_id
+        && before.org_id.as_ref() != Some(&org)
+    {
+        store.set_org_id(id, &org).await?;
+    }
     let connection = store
         .get_connection(id)
         .await?

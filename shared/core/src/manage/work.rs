@@ -91,6 +91,11 @@ pub fn needs_run(item: &WorkItem, connection: Option<&Connection>) -> Result<(),
     if c.state != ConnectionState::Active {
         return Err(Skip::NotActive(c.state));
     }
+    // A run reads only up to now − lag: one that started after a change event was queued has
+    // not necessarily read the Cases it names.
+    if item.kind == WorkKind::Changes {
+        return Ok(());
+    }
     match &c.last_run {
         Some(run) if run.started_at > item.enqueued_at => Err(Skip::Stale {
             last_run_started_at: run.started_at,
@@ -119,10 +124,8 @@ pub fn follow_up_indexing(item: &WorkItem, done: bool, now: DateTime<Utc>) -> Fo
         return FollowUp::Nothing;
     }
     FollowUp::Continue(WorkItem {
-        connection_id: item.connection_id.clone(),
         kind: WorkKind::IndexPoints,
-        enqueued_at: now,
-        idle_runs: 0,
+        ..WorkItem::tick(item.connection_id.clone(), now)
     })
 }
 
@@ -143,10 +146,9 @@ pub fn follow_up(item: &WorkItem, report: &SyncReport, now: DateTime<Utc>) -> Fo
         ));
     }
     FollowUp::Continue(WorkItem {
-        connection_id: item.connection_id.clone(),
         kind: WorkKind::Continuation,
-        enqueued_at: now,
         idle_runs,
+        ..WorkItem::tick(item.connection_id.clone(), now)
     })
 }
 

@@ -87,6 +87,12 @@ impl OrgApi {
         self.calls.load(Ordering::Relaxed)
     }
 
+    /// The org these calls go to, as its access token says (after the calls of a run the token
+    /// is at hand: no extra call then).
+    pub async fn org_id(&self) -> Option<crate::domain::OrgId> {
+        self.tokens.current().await.ok()?.org_id
+    }
+
     /// The org's API usage as the latest response reported it.
     pub fn api_usage(&self) -> Option<ApiUsage> {
         *self.usage.lock().unwrap_or_else(|e| e.into_inner())

@@ -59,6 +59,24 @@ pub struct TokenGrant {
     pub scope: Option<String>,
 }
 
+impl TokenGrant {
+    /// The org, from the identity URL (`.../id/<org id>/<user id>`).
+    pub fn org_id(&self) -> Option<crate::domain::OrgId> {
+        org_of_identity(self.identity.as_deref()?)
+    }
+}
+
+/// The org id in an identity URL `https://login.salesforce.com/id/<org id>/<user id>`.
+pub fn org_of_identity(identity: &str) -> Option<crate::domain::OrgId> {
+    let path = identity.split('?').next()?;
+    let mut parts = path.rsplit('/');
+    let _user = parts.next()?;
+    let org = parts.next()?;
+    (parts.next()? == "id")
+        .then(|| crate::domain::OrgId::parse(org).ok())
+        .flatten()
+}
+
 #[derive(Deserialize)]
 struct TokenResponse {
     access_token: String,

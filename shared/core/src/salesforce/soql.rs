@@ -124,6 +124,28 @@ pub fn cases_by_id(owner: &OwnerFilter, ids: &[CaseId], until: DateTime<Utc>) ->
     ))
 }
 
+/// [`cases_by_id`] for any number of Cases: as few queries as fit under [`MAX_URL_BYTES`] once
+/// URL-encoded behind `base_url_len` bytes, each holding as many ids as fit.
+pub fn cases_by_ids(
+    owner: &OwnerFilter,
+    ids: &[CaseId],
+    until: DateTime<Utc>,
+    base_url_len: usize,
+) -> Vec<Soql> {
+    if ids.is_empty() {
+        return Vec::new();
+    }
+    let probe = CaseId::parse("500000000000000AAA").expect("a valid probe id");
+    let fixed = base_url_len
+        + encoded_query_len(cases_by_id(owner, std::slice::from_ref(&probe), until).as_str());
+    // Each further id adds `, '500...'`: 18 + 2 quotes (3 bytes each encoded) + comma (3) + space (1).
+    const PER_ID: usize = 18 + 3 + 3 + 3 + 1;
+    let per_chunk = 1 + MAX_URL_BYTES.saturating_sub(fixed) / PER_ID;
+    ids.chunks(per_chunk)
+        .map(|c| cases_by_id(owner, c, until))
+        .collect()
+}
+
 /// The queues the authorizing user can see.
 pub fn queues() -> Soql {
     Soql("SELECT Id, Name, DeveloperName FROM Group WHERE Type = 'Queue' ORDER BY Name".to_owned())
@@ -289,6 +311,27 @@ mod tests {
             owner_filters(&QueueScope::All, base),
             vec![OwnerFilter::AnyQueue]
         );
+    }
+
+    #[test]
+    fn cases_by_ids_fill_each_query_up_to_the_url_limit() {
+        let ids: Vec<CaseId> = (0..2_000)
+            .map(|i| CaseId::parse(&format!("500xx{i:010}")).unwrap())
+            .collect();
+        let base = "https://acme.my.salesforce.com/services/data/v59.0/query".len();
+        let until = t("2024-03-04T17:00:00Z");
+        let queries = cases_by_ids(&OwnerFilter::AnyQueue, &ids, until, base);
+        assert!(queries.len() > 1 && queries.len() < 10, "{}", queries.len());
+        let mut seen = 0;
+        for q in &queries {
+            assert!(base + encoded_query_len(q.as_str()) <= MAX_URL_BYTES);
+            seen += q.as_str().matches("'500xx").count();
+        }
+        assert_eq!(seen, ids.len(), "every id in exactly one query");
+        // All but the last are full: one more id would not fit.
+        let first = &queries[0];
+        assert!(base + encoded_query_len(first.as_str()) + 28 > MAX_URL_BYTES);
+        assert!(cases_by_ids(&OwnerFilter::AnyQueue, &[], until, base).is_empty());
     }
 
     #[test]

@@ -23,6 +23,8 @@ use crate::ports::SecretStore;
 pub struct AccessToken {
     pub token: SecretString,
     pub generation: u64,
+    /// The org the token belongs to, when the token endpoint said (its identity URL).
+    pub org_id: Option<crate::domain::OrgId>,
 }
 
 #[async_trait]
@@ -121,6 +123,7 @@ impl RefreshingTokens {
             tracing::debug!(connection = %self.connection, "stored a rotated refresh token");
         }
         let token = AccessToken {
+            org_id: grant.org_id(),
             token: grant.access_token,
             generation: previous_generation + 1,
         };
@@ -160,6 +163,7 @@ impl AccessTokens for StaticToken {
         Ok(AccessToken {
             token: self.0.clone(),
             generation: 0,
+            org_id: None,
         })
     }
 

@@ -64,6 +64,27 @@ enum Stop {
     Failed(String),
 }
 
+/// What [`SyncEngine::fetch_changes`] did.
+#[derive(Debug, Clone)]
+pub struct ChangesReport {
+    /// `done`; `more_work` (out of budget: fetch the rest again); `busy` (another run holds
+    /// the connection); `disconnected`, `needs_reauth`, `rate_limited`, `failed` as for a sync.
+    pub outcome: SyncOutcome,
+    pub counts: SyncCounts,
+    pub error: Option<String>,
+}
+
+/// The length of `https://host/services/data/vXX.X/query`, which every query URL starts with.
+fn query_base_len(connection: &Connection) -> usize {
+    connection
+        .instance_url
+        .join(&format!(
+            "/services/data/{}/query",
+            connection.api_version.path_segment()
+        ))
+        .len()
+}
+
 /// What [`SyncEngine::start`] found.
 pub enum Start {
     /// The lease is taken: run it with [`SyncEngine::run`], then [`LeasedRun::release`] it.
@@ -224,6 +245,138 @@ impl SyncEngine {
         result.map(Some)
     }
 
+    /// Fetches exactly the Cases a change event named, with the scope filters and the email
+    /// subquery of a sync, and upserts them (an older version never replaces a newer one; an
+    /// unchanged one is not rewritten). Cases no longer closed, out of scope, deleted or not
+    /// visible come back from no query and are left alone. The keyset cursor does **not** move
+    /// and no run is recorded: the polling sync remains what guarantees completeness, and
+    /// catches whatever an event missed. Holds the connection's lease like a sync; the outcome
+    /// `busy` means another run holds it (try again later).
+    pub async fn fetch_changes(
+        &self,
+        id: &ConnectionId,
+        case_ids: &[CaseId],
+        budget: Duration,
+    ) -> Result<ChangesReport, StoreError> {
+        let leased = match self.start(id, budget).await? {
+            Start::Skipped(report) => {
+                return Ok(ChangesReport {
+                    outcome: report.outcome,
+                    counts: SyncCounts::default(),
+                    error: report.error,
+                });
+            }
+            Start::Ready(run) => run,
+        };
+        let connection = &leased.connection;
+        let api = self.salesforce.org(connection, self.secrets.clone());
+        let ctx = MappingContext {
+            connection_id: connection.id.clone(),
+            channel: connection.channel.clone(),
+            instance_url: connection.instance_url.clone(),
+        };
+        let base = query_base_len(connection);
+        // The ids are known: no lag is needed (a little slack for clock skew).
+        let until = Cursor::at(self.clock.now() + TimeDelta::hours(1)).system_modstamp;
+        let mut ids: Vec<CaseId> = case_ids.to_vec();
+        ids.sort();
+        ids.dedup();
+        let queries = soql::owner_filters(&connection.scope, base)
+            .iter()
+            .flat_map(|owner| soql::cases_by_ids(owner, &ids, until, base))
+            .collect();
+        let mut source = PageSource::new(api.clone(), queries, self.config.batch_size);
+        let mut counts = SyncCounts::default();
+        let mut outcome = SyncOutcome::Done;
+        let mut error = None;
+        loop {
+            if Instant::now() >= leased.deadline {
+                outcome = SyncOutcome::MoreWork;
+                break;
+            }
+            let pages_before = source.pages();
+            let batch = source.next_batch(false).await;
+            counts.pages += source.pages() - pages_before;
+            let batch = match batch {
+                Ok(Some(b)) => b,
+                Ok(None) => break,
+                Err(e) => {
+                    (outcome, error) = if e.is_rate_limited() {
+                        (SyncOutcome::RateLimited, Some(e.to_string()))
+                    } else if e.needs_reauth() {
+                        let reason = e.to_string();
+                        self.connections
+                            .set_state(id, ConnectionState::NeedsReauth, Some(&reason))
+                            .await
+                            .unwrap_or_else(|se| tracing::error!(connection = %id, error = %se, "could not mark the connection needs_reauth"));
+                        self.salesforce.tokens.forget(id);
+                        (SyncOutcome::NeedsReauth, Some(reason))
+                    } else {
+                        (SyncOutcome::Failed, Some(e.to_string()))
+                    };
+                    break;
+                }
+            };
+            counts.fetched += (batch.records.len() + batch.broken.len()) as u64;
+            // What cannot be mapped is left to the polling sync, which records it.
+            counts.failed += batch.broken.len() as u64;
+            let mut points = Vec::with_capacity(batch.records.len());
+            for record in batch.records {
+                match map_case(&ctx, record) {
+                    Ok(p) => points.push(p),
+                    Err(_) => counts.failed += 1,
+                }
+            }
+            if !points.is_empty() {
+                match self.points.upsert_data_points(&points).await {
+                    Ok(c) => {
+                        counts.created += c.created;
+                        counts.updated += c.updated;
+                        counts.unchanged += c.unchanged + c.stale;
+                    }
+                    Err(e) => {
+                        outcome = SyncOutcome::Failed;
+                        error = Some(format!("could not store data points: {e}"));
+                        break;
+                    }
+                }
+            }
+        }
+        counts.api_calls = api.api_calls();
+        if connection.org_id.is_none()
+            && counts.api_calls > 0
+            && let Some(org) = api.org_id().await
+        {
+            self.record_org(id, &org).await;
+        }
+        leased.release().await;
+        tracing::info!(
+            connection = %id,
+            %outcome,
+            cases = ids.len(),
+            fetched = counts.fetched,
+            created = counts.created,
+            updated = counts.updated,
+            api_calls = counts.api_calls,
+            error = error.as_deref().unwrap_or(""),
+            "changed Cases fetched"
+        );
+        Ok(ChangesReport {
+            outcome,
+            counts,
+            error,
+        })
+    }
+
+    async fn record_org(&self, id: &ConnectionId, org: &crate::domain::OrgId) {
+        match self.connections.set_org_id(id, org).await {
+            Ok(()) => tracing::info!(connection = %id, org = %org, "recorded the connection's org"),
+            Err(e) => {
+                tracing::warn!(connection = %id, error = %e, "could not record the connection's org")
+            }
+        }
+    }
+
     /// Runs a leased connection until done, out of budget, or stopped. Cancelling it (dropping
     /// the future) loses nothing: the cursor holds the last page written.
     pub async fn run(
@@ -367,6 +520,13 @@ impl<'a> Run<'a> {
             Stop::Failed(e) => (SyncOutcome::Failed, Some(e)),
         };
         self.counts.api_calls = self.api.api_calls();
+        // Connections made before the org was recorded learn it from their token.
+        if self.connection.org_id.is_none()
+            && self.counts.api_calls > 0
+            && let Some(org) = self.api.org_id().await
+        {
+            self.engine.record_org(self.id(), &org).await;
+        }
         let report = SyncReport {
             outcome,
             counts: self.counts,
@@ -420,15 +580,7 @@ impl<'a> Run<'a> {
     }
 
     fn owner_filters(&self) -> Vec<OwnerFilter> {
-        let base = self
-            .connection
-            .instance_url
-            .join(&format!(
-                "/services/data/{}/query",
-                self.connection.api_version.path_segment()
-            ))
-            .len();
-        soql::owner_filters(&self.connection.scope, base)
+        soql::owner_filters(&self.connection.scope, query_base_len(&self.connection))
     }
 
     /// Reads from `position` to `until`, page by page, until done, out of time, or stopped.

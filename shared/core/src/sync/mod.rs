@@ -12,7 +12,7 @@ mod engine;
 mod lease;
 mod source;
 
-pub use engine::{LeasedRun, Progress, ProgressObserver, Start, SyncEngine};
+pub use engine::{ChangesReport, LeasedRun, Progress, ProgressObserver, Start, SyncEngine};
 pub use lease::SyncLease;
 
 use chrono::TimeDelta;

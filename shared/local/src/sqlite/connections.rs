@@ -6,7 +6,7 @@
 use async_trait::async_trait;
 use casesync_core::domain::{
     ApiVersion, BackfillWindow, CaseFailure, CaseId, ChannelName, Connection, ConnectionId,
-    ConnectionState, Cursor, InstanceUrl, LoginUrl, QueueScope, SyncReport,
+    ConnectionState, Cursor, InstanceUrl, LoginUrl, OrgId, QueueScope, SyncReport,
 };
 use casesync_core::ports::*;
 
@@ -17,7 +17,7 @@ use super::{SqliteStore, sql_error};
 
 const CONNECTION_COLUMNS: &str = "id, channel, login_url, instance_url, api_version, scope, \
      backfill, state, state_reason, cursor_modstamp, cursor_case_id, created_at, \
-     last_lookback_at, last_run, failures, client_id";
+     last_lookback_at, last_run, failures, client_id, org_id";
 
 /// A `connections` row as stored, before its columns are parsed.
 struct ConnectionRow {
@@ -37,6 +37,7 @@ struct ConnectionRow {
     last_run: Option<String>,
     failures: String,
     client_id: Option<String>,
+    org_id: Option<String>,
 }
 
 impl ConnectionRow {
@@ -58,6 +59,7 @@ impl ConnectionRow {
             last_run: r.get(13)?,
             failures: r.get(14)?,
             client_id: r.get(15)?,
+            org_id: r.get(16)?,
         })
     }
 
@@ -93,6 +95,11 @@ impl ConnectionRow {
             failures: d.json::<Vec<CaseFailure>>("failures", &self.failures)?,
             // Schema 2 indexed every stored point when the database was opened.
             points_indexed: true,
+            org_id: self
+                .org_id
+                .as_deref()
+                .map(|raw| d.parse("org_id", raw, OrgId::parse))
+                .transpose()?,
         })
     }
 }
@@ -186,7 +193,7 @@ impl ConnectionWriter for SqliteStore {
             let result = db.execute(
                 &format!(
                     "INSERT INTO connections ({CONNECTION_COLUMNS}) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
                 ),
                 params![
                     c.id.as_str(),
@@ -205,6 +212,7 @@ impl ConnectionWriter for SqliteStore {
                     last_run,
                     failures,
                     c.client_id,
+                    c.org_id.as_ref().map(OrgId::as_str),
                 ],
             );
             match result {
@@ -349,6 +357,21 @@ impl StateWriter for SqliteStore {
             Some(_) => Ok(()),
             None => Err(not_found(id)),
         }
+    }
+
+    async fn set_org_id(&self, id: &ConnectionId, org: &OrgId) -> StoreResult<()> {
+        let id = id.clone();
+        let org = org.clone();
+        self.write(move |db, _| {
+            update_connection(
+                db,
+                &id,
+                "recording the org id",
+                "UPDATE connections SET org_id = ?2 WHERE id = ?1",
+                params![id.as_str(), org.as_str()],
+            )
+        })
+        .await
     }
 
     async fn set_state(

@@ -15,10 +15,10 @@ use super::OpenError;
 pub const SQLITE_APPLICATION_ID: i32 = 0x4353_594E;
 
 /// `PRAGMA user_version` this build writes and understands.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// `MIGRATIONS[i]` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [V1, V2];
+const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [V1, V2, V3];
 
 /// Version 1. Timestamps are fixed-width RFC 3339 UTC text (`2024-03-04T17:00:00.000000000Z`),
 /// so they order and compare as text. JSON columns hold the core's serde forms.
@@ -102,6 +102,12 @@ CREATE TABLE change_clock (
 ) STRICT;
 INSERT INTO change_clock (only, last)
     SELECT 1, coalesce(max(written_at), '0000-01-01T00:00:00.000000000Z') FROM data_points;
+"#;
+
+/// Version 3: the org each connection's token belongs to (what routes change events); filled
+/// in by the next sync for the connections made before.
+const V3: &str = r#"
+ALTER TABLE connections ADD COLUMN org_id TEXT;
 "#;
 
 fn sqlite_error(path: &Path, source: rusqlite::Error) -> OpenError {
