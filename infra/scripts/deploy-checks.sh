@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The deployment checks CI runs: the SAM template lints and validates, and `sam build` produces
-# the six arm64 Lambda bootstraps. Offline, without AWS credentials.
+# the seven arm64 Lambda bootstraps. Offline, without AWS credentials.
 #
 # First run: creates .venv-deploy from infra/requirements-deploy.txt (aws-sam-cli, cfn-lint,
 # cargo-lambda and zig from PyPI) and adds the aarch64-unknown-linux-gnu Rust target.
@@ -100,7 +100,8 @@ wiring = {m.group(1): set(re.findall(r"env\.required\(([A-Z_]+)\)", m.group(2)))
 check(wiring.get("connections") == {"CONNECTIONS_TABLE"}, f"could not read Wiring's methods: {wiring}")
 functions = {"SchedulerFunction": "scheduler", "WorkerFunction": "worker",
              "OAuthCallbackFunction": "oauth-callback", "ApiFunction": "api",
-             "PublisherFunction": "publisher", "ConsoleFunction": "console"}
+             "PublisherFunction": "publisher", "ConsoleFunction": "console",
+             "ChangeRouterFunction": "change-router"}
 for resource, crate in functions.items():
     props = res[resource]["Properties"]
     env = {**env_global, **props.get("Environment", {}).get("Variables", {})}
@@ -163,6 +164,17 @@ check(set(pool_client.get("ExplicitAuthFlows", [])) == {"ALLOW_USER_PASSWORD_AUT
       "the console's auth flows")
 check(res["ConsoleUserPool"]["Properties"]["AdminCreateUserConfig"].get("AllowAdminCreateUserOnly") is True,
       "no self sign-up")
+# Change events: optional, all of it behind one condition; the router's queue dead-letters.
+change_resources = ["ChangeEventsRule", "ChangeEventsQueue", "ChangeEventsDeadLetterQueue",
+                    "ChangeEventsQueuePolicy", "ChangeRouterFunction", "ChangeRouterLogGroup",
+                    "ChangeRouterRole", "ChangeEventsDeadLetterAlarm"]
+check(all(res[r].get("Condition") == "HasChangeEvents" for r in change_resources),
+      "every change-event resource depends on SalesforceEventBusName")
+router_events = [e["Properties"] for e in res["ChangeRouterFunction"]["Properties"]["Events"].values()]
+check(len(router_events) == 1 and "ReportBatchItemFailures" in router_events[0].get("FunctionResponseTypes", []),
+      "the change router reports batch item failures")
+check(res["ChangeEventsQueue"]["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]
+      == {"Fn::GetAtt": ["ChangeEventsDeadLetterQueue", "Arn"]}, "change events dead-letter")
 callback = res["OAuthCallbackFunction"]["Properties"]["Events"]["Callback"]["Properties"]
 check(callback.get("Auth", {}).get("Authorizer") == "NONE", "the OAuth callback has no authorizer")
 auth = res["HttpApi"]["Properties"]["Auth"]
@@ -181,7 +193,7 @@ build_seconds=$((SECONDS - build_started))
 
 step "bootstraps"
 status=0
-for fn in SchedulerFunction WorkerFunction OAuthCallbackFunction ApiFunction PublisherFunction ConsoleFunction; do
+for fn in SchedulerFunction WorkerFunction OAuthCallbackFunction ApiFunction PublisherFunction ConsoleFunction ChangeRouterFunction; do
   bootstrap=".aws-sam/build/$fn/bootstrap"
   if [ ! -x "$bootstrap" ]; then
     echo "$fn: no bootstrap at $bootstrap" >&2
