@@ -209,8 +209,10 @@ pub fn route(events: &[ChangeEvent], connections: &[Connection], at: DateTime<Ut
             *routed.unrouted.entry(event.org_id.clone()).or_default() += 1;
             continue;
         };
+        // `500*`: every record of the object changed (a field type conversion).
+        let wildcard = event.record_ids.iter().any(|r| r.ends_with('*'));
         if matches!(event.entity.as_str(), "Case" | "EmailMessage")
-            && matches!(event.change, ChangeType::Gap | ChangeType::Overflow)
+            && (wildcard || matches!(event.change, ChangeType::Gap | ChangeType::Overflow))
         {
             for id in targets {
                 let w = wanted.entry(id).or_default();
@@ -443,6 +445,14 @@ mod tests {
             parse_event(&relayed(ORG, "UPDATE", &["not-an-id".into()])).unwrap(),
             parse_event(&relayed(OTHER_ORG, "UPDATE", &[case(3)])).unwrap(),
         ];
+        let wildcard = parse_event(&relayed(ORG, "UPDATE", &["500*".into()])).unwrap();
+        let routed = route(
+            std::slice::from_ref(&wildcard),
+            std::slice::from_ref(&c),
+            Utc::now(),
+        );
+        assert_eq!(routed.items.len(), 1);
+        assert_eq!(routed.items[0].kind, WorkKind::Resync, "every Case changed");
         let routed = route(&events, std::slice::from_ref(&c), Utc::now());
         // One resync (for the gap and the overflow), and the gap's Case fetched.
         assert_eq!(routed.items.len(), 2, "{:?}", routed.items);
