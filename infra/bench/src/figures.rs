@@ -60,6 +60,10 @@ struct Scale {
     fan_out: usize,
     init_runs: usize,
     channel_cases: usize,
+    /// Cases closed one by one, each through its change event (freshness).
+    fresh_changes: usize,
+    /// Cases closed at once (Salesforce calls per change event).
+    burst_changes: usize,
 }
 
 const FULL: Scale = Scale {
@@ -78,6 +82,8 @@ const FULL: Scale = Scale {
     fan_out: 2_000,
     init_runs: 5,
     channel_cases: 10_000,
+    fresh_changes: 200,
+    burst_changes: 10_000,
 };
 
 const SMOKE: Scale = Scale {
@@ -93,6 +99,8 @@ const SMOKE: Scale = Scale {
     fan_out: 100,
     init_runs: 1,
     channel_cases: 300,
+    fresh_changes: 40,
+    burst_changes: 400,
 };
 
 /// The benchmark org: 0–10 emails of 0.5–8 KB per Case, a fifth of them HTML-only.
@@ -132,6 +140,9 @@ pub async fn run_all(smoke: bool, only: &[String]) -> anyhow::Result<()> {
     }
     if wanted("channel") {
         rows.extend(crate::channel::figures(scale.channel_cases).await?);
+    }
+    if wanted("fresh") {
+        rows.extend(crate::freshness::figures(scale.fresh_changes, scale.burst_changes).await?);
     }
     if wanted("scheduler") {
         rows.push(scheduler_fan_out(scale).await?);

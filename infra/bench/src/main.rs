@@ -5,6 +5,7 @@
 mod channel;
 mod child;
 mod figures;
+mod freshness;
 mod lambda;
 mod sim;
 
