@@ -21,5 +21,5 @@ for arg in "$@"; do
 done
 cargo build --locked "${profile[@]}" -p sf-simulator -p casesync-bench \
   -p casesync-scheduler -p casesync-worker -p casesync-oauth-callback -p casesync-api \
-  -p casesync-publisher
+  -p casesync-publisher -p casesync-console-fn -p casesync-change-router
 exec "$ROOT/target/$dir/casesync-bench" "$@"

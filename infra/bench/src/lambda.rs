@@ -75,7 +75,15 @@ pub async fn scheduler_fan_out(n: usize) -> anyhow::Result<(usize, u64, Duration
     Ok((active, metrics.snapshot().send_message_batch_calls, elapsed))
 }
 
-pub const FUNCTIONS: [&str; 4] = ["scheduler", "worker", "oauth-callback", "api"];
+pub const FUNCTIONS: [&str; 7] = [
+    "scheduler",
+    "worker",
+    "oauth-callback",
+    "api",
+    "publisher",
+    "console",
+    "change-router",
+];
 
 /// The arm64 bootstrap `sam build` (cargo lambda) left, if it has been built.
 pub fn bootstrap_size(function: &str) -> Option<u64> {
@@ -129,6 +137,11 @@ pub async fn init_times(runs: usize) -> anyhow::Result<Vec<(&'static str, Option
             ("SALESFORCE_CLIENT_ID", "bench-client".into()),
             ("SALESFORCE_CLIENT_SECRET_ARN", secret_arn.clone()),
             ("APP_URL", "https://app.example.com/connected".into()),
+            // Any secret's value signs cursors.
+            ("CURSOR_SECRET_ARN", secret_arn.clone()),
+            ("EVENT_BUS_NAME", "bench-data-points".into()),
+            ("USER_POOL_ID", "us-east-1_BenchPool1".into()),
+            ("USER_POOL_CLIENT_ID", "benchconsoleclient".into()),
         ];
         let mut times = Vec::new();
         for _ in 0..runs {
