@@ -50,7 +50,12 @@ pub struct Harness {
 
 impl Harness {
     pub async fn start(config: SimConfig, org: Org) -> Self {
-        Self::start_with(config, org, SyncConfig::default(), test_http()).await
+        // Salesforce's smallest pages: the scenarios need several pages of a small org.
+        let sync = SyncConfig {
+            batch_size: 200,
+            ..SyncConfig::default()
+        };
+        Self::start_with(config, org, sync, test_http()).await
     }
 
     pub async fn start_with(

@@ -42,6 +42,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use casesync_aws::config::SALESFORCE_BATCH_SIZE;
 use casesync_aws::{Env, Received, SqsWorkQueue, StartupError, Wiring};
 use casesync_core::manage::work::{self, FollowUp, Skip};
 use casesync_core::ports::{
@@ -148,6 +149,12 @@ impl Worker {
         let data_points = wiring.data_points();
         let secrets = wiring.secrets();
         let queue = wiring.consumed_work_queue();
+        let batch_size = match wiring.env().optional(SALESFORCE_BATCH_SIZE) {
+            Some(_) => wiring
+                .env()
+                .parsed(SALESFORCE_BATCH_SIZE, casesync_core::sync::parse_batch_size),
+            None => None,
+        };
         let salesforce = wiring
             .finish_with_salesforce(&HttpSettings::default())
             .await?;
@@ -157,7 +164,10 @@ impl Worker {
             secrets,
             queue,
             salesforce,
-            sync: SyncConfig::default(),
+            sync: SyncConfig {
+                batch_size: batch_size.unwrap_or(casesync_core::sync::DEFAULT_BATCH_SIZE),
+                ..SyncConfig::default()
+            },
             clock: Arc::new(SystemClock),
             timing: Timing::default(),
         }))

@@ -132,6 +132,9 @@ pub async fn run_all(smoke: bool, only: &[String]) -> anyhow::Result<()> {
     if wanted("rss") {
         rows.extend(peak_rss(scale).await?);
     }
+    if wanted("batch") {
+        rows.extend(batch_sizes(scale).await?);
+    }
     if wanted("steady") {
         rows.push(steady_state(scale).await?);
     }
@@ -566,6 +569,36 @@ async fn peak_rss(scale: &Scale) -> anyhow::Result<Vec<Row>> {
             limit: "independent of N".into(),
             target: "the same for both".into(),
             verdict: Verdict::of((b - a).abs() <= 8.0),
+        });
+    }
+    Ok(rows)
+}
+
+/// The page size (`Sforce-Query-Options: batchSize`, which counts email rows too): Salesforce
+/// calls against peak memory, for the same backfill.
+async fn batch_sizes(scale: &Scale) -> anyhow::Result<Vec<Row>> {
+    let n = scale.rss_cases[0];
+    let shape = OrgShape {
+        cases: n,
+        emails: EMAILS,
+        body_bytes: BODY_BYTES,
+        latency_ms: 0,
+    };
+    let mut rows = Vec::new();
+    for size in [200u32, 500, 1_000, 2_000] {
+        let r = child_backfill(&shape, size, None).await?;
+        rows.push(Row {
+            figure: format!("batchSize {size}: backfill of {n} Cases"),
+            measured: format!(
+                "{} calls ({} pages), peak RSS {:.1} MiB, {:.0} Cases/CPU-s",
+                r.api_calls,
+                r.pages,
+                r.peak_rss_kib as f64 / 1024.0,
+                r.cases as f64 / r.cpu_s.max(1e-9)
+            ),
+            limit: "rows per page (parents + emails) <= batchSize".into(),
+            target: "choose the default: fewest calls within 64 MiB".into(),
+            verdict: Verdict::Info,
         });
     }
     Ok(rows)

@@ -70,13 +70,18 @@ impl App {
 
     /// The engine that syncs this data dir's connections with `salesforce`.
     pub fn engine(&self, salesforce: Salesforce) -> SyncEngine {
+        self.engine_with(salesforce, SyncConfig::default())
+    }
+
+    /// [`App::engine`] with another tuning (`sync --batch-size`).
+    pub fn engine_with(&self, salesforce: Salesforce, config: SyncConfig) -> SyncEngine {
         SyncEngine::new(
             Arc::new(self.store.clone()),
             Arc::new(self.store.clone()),
             Arc::new(self.secrets.clone()),
             Arc::new(SystemClock),
             salesforce,
-            SyncConfig::default(),
+            config,
         )
     }
 

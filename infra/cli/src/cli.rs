@@ -328,6 +328,12 @@ pub struct SyncArgs {
     )]
     pub interval: u64,
 
+    /// Rows per Salesforce page (`batchSize`, email rows included; 200 to 2000). Larger pages
+    /// mean fewer API calls and more memory.
+    #[arg(long, value_name = "ROWS", default_value_t = casesync_core::sync::DEFAULT_BATCH_SIZE,
+          value_parser = |s: &str| casesync_core::sync::parse_batch_size(s))]
+    pub batch_size: u32,
+
     /// Seconds one run may take before it hands over to a continuation run (which holds the
     /// connection's lease afresh).
     #[arg(

@@ -35,6 +35,10 @@ pub async fn run(dir: &Path, args: SyncArgs) -> Result<Exit, CliError> {
     }
     let budget = Duration::from_secs(args.run_budget);
     let interval = Duration::from_secs(args.interval);
+    let config = casesync_core::sync::SyncConfig {
+        batch_size: args.batch_size,
+        ..casesync_core::sync::SyncConfig::default()
+    };
     // The secret is needed only when there is something to sync; checked once, up front.
     let mut secret = None;
     loop {
@@ -50,7 +54,7 @@ pub async fn run(dir: &Path, args: SyncArgs) -> Result<Exit, CliError> {
         if secret.is_none() && !targets.active.is_empty() {
             secret = Some(app::client_secret_from_env()?);
         }
-        let outcome = match tick(&app, &targets, named, secret.clone(), budget).await {
+        let outcome = match tick(&app, &targets, named, secret.clone(), budget, &config).await {
             Ok(outcome) => outcome,
             Err(Interrupted) => {
                 eprintln!(
@@ -109,6 +113,7 @@ async fn tick(
     named: bool,
     secret: Option<secrecy::SecretString>,
     budget: Duration,
+    config: &casesync_core::sync::SyncConfig,
 ) -> Result<Result<Exit, CliError>, Interrupted> {
     let mut exit = Exit::Success;
     for c in &targets.needs_reauth {
@@ -143,7 +148,7 @@ async fn tick(
         Ok(s) => s,
         Err(e) => return Ok(Err(e)),
     };
-    let engine = app.engine(salesforce);
+    let engine = app.engine_with(salesforce, config.clone());
     let worker = Worker::new(&engine, &app.store, budget, Display::detect());
     let ids: Vec<_> = targets.active.iter().map(|c| c.id.clone()).collect();
     worker.tick(&ids).await;
