@@ -124,6 +124,7 @@ contract!(
     bodies_and_ids_give_the_stored_contract_json,
     newest_first_and_modstamps,
     the_org_of_a_connection_is_stored_and_recorded_later,
+    a_sliced_backfill_commits_its_plan_with_the_cursor,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -1128,4 +1129,81 @@ async fn the_org_of_a_connection_is_stored_and_recorded_later(s: Stores) {
         },
         without
     );
+}
+
+async fn a_sliced_backfill_commits_its_plan_with_the_cursor(s: Stores) {
+    use casesync_core::domain::BackfillPlan;
+    let c = connection();
+    s.connections.insert_connection(&c).await.unwrap();
+    let until = c.cursor.system_modstamp + chrono::TimeDelta::days(6);
+    let plan = BackfillPlan::new(&c.cursor, until, 3);
+    let get = || async { s.connections.get_connection(&c.id).await.unwrap().unwrap() };
+
+    // Planned: stored with the connection, once.
+    s.connections
+        .commit_plan(&c.id, &c.cursor, &c.cursor, 0, Some(&plan))
+        .await
+        .unwrap();
+    assert_eq!(get().await.backfill_plan, Some(plan.clone()));
+    assert!(is_conflict(
+        s.connections
+            .commit_plan(&c.id, &c.cursor, &c.cursor, 0, Some(&plan))
+            .await
+    ));
+
+    // Progress: slice 0 done, the cursor at the next slice's position; version 2.
+    let mut next = plan.clone();
+    next.version = 2;
+    next.slices[0].done = true;
+    let prefix = next.prefix().unwrap();
+    s.connections
+        .commit_plan(&c.id, &c.cursor, &prefix, 1, Some(&next))
+        .await
+        .unwrap();
+    let got = get().await;
+    assert_eq!(
+        (got.cursor.clone(), got.backfill_plan),
+        (prefix.clone(), Some(next.clone()))
+    );
+
+    // A stale version, a stale cursor, a cursor going back: refused, nothing changes.
+    for (expected, to, version) in [
+        (&prefix, &prefix, 1),
+        (&c.cursor, &prefix, 2),
+        (&prefix, &c.cursor, 2),
+    ] {
+        assert!(is_conflict(
+            s.connections
+                .commit_plan(&c.id, expected, to, version, Some(&next))
+                .await
+        ));
+    }
+    assert_eq!(get().await.backfill_plan, Some(next.clone()));
+
+    // Done: the plan goes, the cursor to its end.
+    s.connections
+        .commit_plan(&c.id, &prefix, &next.end(), 2, None)
+        .await
+        .unwrap();
+    let got = get().await;
+    assert_eq!((got.cursor, got.backfill_plan), (next.end(), None));
+
+    // Changing the settings drops a plan in progress.
+    s.connections
+        .commit_plan(&c.id, &next.end(), &next.end(), 0, Some(&plan))
+        .await
+        .unwrap();
+    let restart = Cursor::at(until - chrono::TimeDelta::days(30));
+    s.connections
+        .update_settings(&c.id, &QueueScope::All, BackfillWindow::Days30, &restart)
+        .await
+        .unwrap();
+    assert_eq!(get().await.backfill_plan, None);
+
+    // A missing connection.
+    assert!(is_not_found(
+        s.connections
+            .commit_plan(&ConnectionId::new_random(), &restart, &restart, 0, None)
+            .await
+    ));
 }

@@ -7,8 +7,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 
 use casesync_core::domain::{
-    ApiVersion, BackfillWindow, CaseFailure, CaseId, ChannelName, Connection, ConnectionId,
-    ConnectionState, Cursor, InstanceUrl, LoginUrl, OrgId, QueueScope,
+    ApiVersion, BackfillPlan, BackfillWindow, CaseFailure, CaseId, ChannelName, Connection,
+    ConnectionId, ConnectionState, Cursor, InstanceUrl, LoginUrl, OrgId, QueueScope,
 };
 use casesync_core::ports::{
     ConnectionReader, ConnectionWriter, CursorStore, LeaseStore, RunRecord, RunRecorder,
@@ -42,6 +42,9 @@ const LEASE_HOLDER: &str = "lease_holder";
 /// connections created before that index existed.
 const POINTS_INDEXED: &str = "points_indexed";
 const ORG_ID: &str = "org_id";
+/// A sliced backfill's plan (JSON) and its version (what commits compare).
+const BACKFILL_PLAN: &str = "backfill_plan";
+const PLAN_VERSION: &str = "plan_version";
 const LEASE_UNTIL: &str = "lease_until";
 
 /// The `connections` table: [`ConnectionReader`], [`ConnectionWriter`], [`CursorStore`],
@@ -213,7 +216,19 @@ fn to_item(c: &Connection) -> StoreResult<Item> {
     if let Some(org) = &c.org_id {
         item.insert(ORG_ID.to_owned(), s(org.as_str()));
     }
+    if let Some(plan) = &c.backfill_plan {
+        item.insert(BACKFILL_PLAN.to_owned(), s(plan_json(plan)?));
+        item.insert(
+            PLAN_VERSION.to_owned(),
+            AttributeValue::N(plan.version.to_string()),
+        );
+    }
     Ok(item)
+}
+
+fn plan_json(plan: &BackfillPlan) -> StoreResult<String> {
+    serde_json::to_string(plan)
+        .map_err(|e| StoreError::Unexpected(anyhow::anyhow!("encode backfill plan: {e}")))
 }
 
 fn run_value(run: &SyncReport) -> StoreResult<AttributeValue> {
@@ -281,6 +296,11 @@ fn from_item(item: &Item) -> StoreResult<Connection> {
             .map(OrgId::parse)
             .transpose()
             .map_err(|e| corrupt(what, format_args!("attribute {ORG_ID}: {e}")))?,
+        backfill_plan: a
+            .opt_s(BACKFILL_PLAN)?
+            .map(serde_json::from_str::<BackfillPlan>)
+            .transpose()
+            .map_err(|e| corrupt(what, format_args!("attribute {BACKFILL_PLAN}: {e}")))?,
     })
 }
 
@@ -355,6 +375,8 @@ impl ConnectionWriter for DynamoConnectionStore {
         u.set(&mut expr, BACKFILL, s(backfill.as_str()));
         u.set_cursor(&mut expr, cursor)?;
         u.set_or_remove(&mut expr, LAST_LOOKBACK_AT, None);
+        u.set_or_remove(&mut expr, BACKFILL_PLAN, None);
+        u.set_or_remove(&mut expr, PLAN_VERSION, None);
         self.update(id, "update settings", expr, u.build(), None)
             .await
             .map(drop)
@@ -375,6 +397,8 @@ impl ConnectionWriter for DynamoConnectionStore {
         u.set(&mut expr, BACKFILL, s(backfill.as_str()));
         u.set_cursor(&mut expr, cursor)?;
         u.set_or_remove(&mut expr, LAST_LOOKBACK_AT, None);
+        u.set_or_remove(&mut expr, BACKFILL_PLAN, None);
+        u.set_or_remove(&mut expr, PLAN_VERSION, None);
         u.set(&mut expr, STATE, s(ConnectionState::Active.as_str()));
         u.set_or_remove(&mut expr, STATE_REASON, None);
         let condition = format!(
@@ -471,25 +495,9 @@ impl CursorStore for DynamoConnectionStore {
             )));
         }
         let mut expr = Expr::new();
-        let modstamp = format!(
-            "{} = {}",
-            expr.name(CURSOR_MODSTAMP),
-            expr.value(
-                "expected_modstamp",
-                s(time::fixed_ms(&expected.system_modstamp)?)
-            )
-        );
-        let case = match &expected.case_id {
-            Some(c) => format!(
-                "{} = {}",
-                expr.name(CURSOR_CASE_ID),
-                expr.value("expected_case_id", s(c.as_str()))
-            ),
-            None => format!("attribute_not_exists({})", expr.name(CURSOR_CASE_ID)),
-        };
+        let condition = cursor_is(&mut expr, expected)?;
         let mut u = Update::default();
         u.set_cursor(&mut expr, next)?;
-        let condition = format!("{modstamp} AND {case}");
         if self
             .update(id, "commit cursor", expr, u.build(), Some(condition))
             .await?
@@ -504,6 +512,86 @@ impl CursorStore for DynamoConnectionStore {
             "cursor of {id} is {current}, expected {expected}"
         )))
     }
+
+    /// One conditional update: the cursor and the plan's version as expected.
+    async fn commit_plan(
+        &self,
+        id: &ConnectionId,
+        expected: &Cursor,
+        next: &Cursor,
+        expected_version: u64,
+        plan: Option<&BackfillPlan>,
+    ) -> StoreResult<()> {
+        if next < expected {
+            return Err(StoreError::Conflict(format!(
+                "cursor of {id} would move backwards from {expected} to {next}"
+            )));
+        }
+        let mut expr = Expr::new();
+        let cursor = cursor_is(&mut expr, expected)?;
+        let version = match expected_version {
+            0 => format!("attribute_not_exists({})", expr.name(PLAN_VERSION)),
+            v => format!(
+                "{} = {}",
+                expr.name(PLAN_VERSION),
+                expr.value("expected_version", AttributeValue::N(v.to_string()))
+            ),
+        };
+        let mut u = Update::default();
+        u.set_cursor(&mut expr, next)?;
+        match plan {
+            Some(p) => {
+                u.set(&mut expr, BACKFILL_PLAN, s(plan_json(p)?));
+                u.set(
+                    &mut expr,
+                    PLAN_VERSION,
+                    AttributeValue::N(p.version.to_string()),
+                );
+            }
+            None => {
+                u.set_or_remove(&mut expr, BACKFILL_PLAN, None);
+                u.set_or_remove(&mut expr, PLAN_VERSION, None);
+            }
+        }
+        let condition = format!("{cursor} AND {version}");
+        if self
+            .update(id, "commit backfill plan", expr, u.build(), Some(condition))
+            .await?
+        {
+            return Ok(());
+        }
+        match self.get_connection(id).await? {
+            Some(c) => Err(StoreError::Conflict(format!(
+                "cursor of {id} is {} (plan version {}), expected {expected} (version \
+                 {expected_version})",
+                c.cursor,
+                c.backfill_plan.map_or(0, |p| p.version)
+            ))),
+            None => Err(StoreError::ConnectionNotFound(id.clone())),
+        }
+    }
+}
+
+/// The condition "the stored cursor is `expected`" (both attributes, the case id's absence
+/// included).
+fn cursor_is(expr: &mut Expr, expected: &Cursor) -> StoreResult<String> {
+    let modstamp = format!(
+        "{} = {}",
+        expr.name(CURSOR_MODSTAMP),
+        expr.value(
+            "expected_modstamp",
+            s(time::fixed_ms(&expected.system_modstamp)?)
+        )
+    );
+    let case = match &expected.case_id {
+        Some(c) => format!(
+            "{} = {}",
+            expr.name(CURSOR_CASE_ID),
+            expr.value("expected_case_id", s(c.as_str()))
+        ),
+        None => format!("attribute_not_exists({})", expr.name(CURSOR_CASE_ID)),
+    };
+    Ok(format!("{modstamp} AND {case}"))
 }
 
 #[async_trait]

@@ -15,6 +15,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::data_point::{DataPoint, Supersedes, decide};
+use crate::domain::BackfillPlan;
 use crate::domain::{
     BackfillWindow, CaseFailure, CaseId, ChannelName, Connection, ConnectionId, ConnectionState,
     Cursor, InstanceUrl, OrgId, QueueScope,
@@ -171,6 +172,7 @@ impl ConnectionWriter for MemoryStore {
             c.backfill = backfill;
             c.cursor = cursor.clone();
             c.last_lookback_at = None;
+            c.backfill_plan = None;
             Ok(())
         })
     }
@@ -194,6 +196,7 @@ impl ConnectionWriter for MemoryStore {
             c.backfill = backfill;
             c.cursor = cursor.clone();
             c.last_lookback_at = None;
+            c.backfill_plan = None;
             c.state = ConnectionState::Active;
             c.state_reason = None;
             Ok(())
@@ -264,6 +267,29 @@ impl CursorStore for MemoryStore {
                 )));
             }
             c.cursor = next.clone();
+            Ok(())
+        })
+    }
+
+    async fn commit_plan(
+        &self,
+        id: &ConnectionId,
+        expected: &Cursor,
+        next: &Cursor,
+        expected_version: u64,
+        plan: Option<&BackfillPlan>,
+    ) -> StoreResult<()> {
+        self.with_connection(id, |c| {
+            let stored = c.backfill_plan.as_ref().map_or(0, |p| p.version);
+            if &c.cursor != expected || next < expected || stored != expected_version {
+                return Err(StoreError::Conflict(format!(
+                    "cursor of {id} is {} (plan version {stored}), expected {expected} (version \
+                     {expected_version})",
+                    c.cursor
+                )));
+            }
+            c.cursor = next.clone();
+            c.backfill_plan = plan.cloned();
             Ok(())
         })
     }

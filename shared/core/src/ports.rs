@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::data_point::DataPoint;
 use crate::domain::{
-    ApiVersion, BackfillWindow, CaseFailure, CaseId, ChannelName, Connection, ConnectionId,
-    ConnectionState, Cursor, InstanceUrl, LoginUrl, OrgId, QueueScope, SyncReport,
+    ApiVersion, BackfillPlan, BackfillWindow, CaseFailure, CaseId, ChannelName, Connection,
+    ConnectionId, ConnectionState, Cursor, InstanceUrl, LoginUrl, OrgId, QueueScope, SyncReport,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +102,20 @@ pub trait CursorStore: Send + Sync {
         id: &ConnectionId,
         expected: &Cursor,
         next: &Cursor,
+    ) -> StoreResult<()>;
+
+    /// Commits a sliced backfill's progress: its plan (`None`: finished, removed) and the cursor
+    /// it implies, together. Fails with `Conflict`, changing nothing, when the stored cursor is
+    /// not `expected`, when `next < expected`, or when the stored plan's version is not
+    /// `expected_version` (0: no plan stored), so a worker that lost its lease cannot undo a
+    /// newer commit. Changing the settings removes the plan.
+    async fn commit_plan(
+        &self,
+        id: &ConnectionId,
+        expected: &Cursor,
+        next: &Cursor,
+        expected_version: u64,
+        plan: Option<&BackfillPlan>,
     ) -> StoreResult<()>;
 }
 

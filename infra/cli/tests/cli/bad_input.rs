@@ -149,7 +149,11 @@ async fn bad_input_on_an_existing_data_dir_is_refused_and_changes_nothing() {
         (owned(&["sync"]), false, "CASESYNC_CLIENT_SECRET"),
         (owned(&["sync", "--run-budget", "0"]), true, "run-budget"),
         (owned(&["sync", "--batch-size", "100"]), true, "batch size"),
-        (owned(&["sync", "--batch-size", "5000"]), true, "200 to 2000"),
+        (
+            owned(&["sync", "--batch-size", "5000"]),
+            true,
+            "200 to 2000",
+        ),
         (owned(&["export", "--connection", UNKNOWN]), true, UNKNOWN),
         (owned(&["export", "--format", "xml"]), true, "xml"),
         (owned(&["queues", &id]), false, "CASESYNC_CLIENT_SECRET"),

@@ -211,6 +211,10 @@ pub struct Connection {
     /// by the next sync for connections made before it was recorded.
     #[serde(default)]
     pub org_id: Option<OrgId>,
+    /// A backfill being read as parallel slices (see [`super::BackfillPlan`]); `None` once it
+    /// is done, and for connections read as one stream.
+    #[serde(default)]
+    pub backfill_plan: Option<super::BackfillPlan>,
 }
 
 impl Connection {
@@ -244,6 +248,7 @@ impl Connection {
             failures: Vec::new(),
             points_indexed: true,
             org_id: None,
+            backfill_plan: None,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Domain types. Each can only be built by parsing, so an invalid value cannot exist past the
 //! edge where input arrives.
 
+pub mod backfill_plan;
 pub mod connection;
 pub mod cursor;
 pub mod ids;
@@ -8,6 +9,7 @@ pub mod settings;
 pub mod sync_report;
 pub mod urls;
 
+pub use backfill_plan::{BackfillPlan, Slice};
 pub use connection::{
     CaseFailure, ChannelName, Connection, ConnectionId, ConnectionState, MAX_RECORDED_FAILURES,
 };

@@ -5,8 +5,8 @@
 
 use async_trait::async_trait;
 use casesync_core::domain::{
-    ApiVersion, BackfillWindow, CaseFailure, CaseId, ChannelName, Connection, ConnectionId,
-    ConnectionState, Cursor, InstanceUrl, LoginUrl, OrgId, QueueScope, SyncReport,
+    ApiVersion, BackfillPlan, BackfillWindow, CaseFailure, CaseId, ChannelName, Connection,
+    ConnectionId, ConnectionState, Cursor, InstanceUrl, LoginUrl, OrgId, QueueScope, SyncReport,
 };
 use casesync_core::ports::*;
 
@@ -17,7 +17,7 @@ use super::{SqliteStore, sql_error};
 
 const CONNECTION_COLUMNS: &str = "id, channel, login_url, instance_url, api_version, scope, \
      backfill, state, state_reason, cursor_modstamp, cursor_case_id, created_at, \
-     last_lookback_at, last_run, failures, client_id, org_id";
+     last_lookback_at, last_run, failures, client_id, org_id, backfill_plan";
 
 /// A `connections` row as stored, before its columns are parsed.
 struct ConnectionRow {
@@ -38,6 +38,7 @@ struct ConnectionRow {
     failures: String,
     client_id: Option<String>,
     org_id: Option<String>,
+    backfill_plan: Option<String>,
 }
 
 impl ConnectionRow {
@@ -60,6 +61,7 @@ impl ConnectionRow {
             failures: r.get(14)?,
             client_id: r.get(15)?,
             org_id: r.get(16)?,
+            backfill_plan: r.get(17)?,
         })
     }
 
@@ -99,6 +101,11 @@ impl ConnectionRow {
                 .org_id
                 .as_deref()
                 .map(|raw| d.parse("org_id", raw, OrgId::parse))
+                .transpose()?,
+            backfill_plan: self
+                .backfill_plan
+                .as_deref()
+                .map(|raw| d.json::<BackfillPlan>("backfill_plan", raw))
                 .transpose()?,
         })
     }
@@ -189,11 +196,16 @@ impl ConnectionWriter for SqliteStore {
             .map(|r| json("last_run", r))
             .transpose()?;
         let failures = json("failures", &c.failures)?;
+        let plan = c
+            .backfill_plan
+            .as_ref()
+            .map(|p| json("backfill_plan", p))
+            .transpose()?;
         self.write(move |db, _| {
             let result = db.execute(
                 &format!(
                     "INSERT INTO connections ({CONNECTION_COLUMNS}) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
                 ),
                 params![
                     c.id.as_str(),
@@ -213,6 +225,7 @@ impl ConnectionWriter for SqliteStore {
                     failures,
                     c.client_id,
                     c.org_id.as_ref().map(OrgId::as_str),
+                    plan,
                 ],
             );
             match result {
@@ -242,7 +255,7 @@ impl ConnectionWriter for SqliteStore {
                 &id,
                 "updating the settings",
                 "UPDATE connections SET scope = ?2, backfill = ?3, cursor_modstamp = ?4, \
-                 cursor_case_id = ?5, last_lookback_at = NULL WHERE id = ?1",
+                 cursor_case_id = ?5, last_lookback_at = NULL, backfill_plan = NULL WHERE id = ?1",
                 params![
                     id.as_str(),
                     scope,
@@ -276,7 +289,8 @@ impl ConnectionWriter for SqliteStore {
                 .execute(
                     "UPDATE connections SET channel = ?2, scope = ?3, backfill = ?4, \
                      cursor_modstamp = ?5, cursor_case_id = ?6, last_lookback_at = NULL, \
-                     state = ?7, state_reason = NULL WHERE id = ?1 AND state = ?8",
+                     backfill_plan = NULL, state = ?7, state_reason = NULL \
+                     WHERE id = ?1 AND state = ?8",
                     params![
                         id.as_str(),
                         channel,
@@ -441,6 +455,68 @@ impl CursorStore for SqliteStore {
                     id.as_str(),
                     timestamp(next.system_modstamp),
                     next.case_id.as_ref().map(CaseId::as_str),
+                ])
+            })
+            .map_err(err())?;
+            tx.commit().map_err(err())
+        })
+        .await
+    }
+
+    async fn commit_plan(
+        &self,
+        id: &ConnectionId,
+        expected: &Cursor,
+        next: &Cursor,
+        expected_version: u64,
+        plan: Option<&BackfillPlan>,
+    ) -> StoreResult<()> {
+        let id = id.clone();
+        let expected = expected.clone();
+        let next = next.clone();
+        let plan_json = plan.map(|p| json("backfill_plan", p)).transpose()?;
+        self.write(move |db, _| {
+            let err = || sql_error(format!("committing the backfill plan of connection {id}"));
+            let tx = db
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(err())?;
+            let stored: Option<(String, Option<String>, Option<String>)> = tx
+                .prepare_cached(
+                    "SELECT cursor_modstamp, cursor_case_id, backfill_plan FROM connections \
+                     WHERE id = ?1",
+                )
+                .and_then(|mut s| {
+                    s.query_row([id.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                        .optional()
+                })
+                .map_err(err())?;
+            let (modstamp, case_id, stored_plan) = stored.ok_or_else(|| not_found(&id))?;
+            let d = RowDecoder {
+                table: "connections",
+                key: id.as_str(),
+            };
+            let stored = decode_cursor(&d, &modstamp, case_id.as_deref())?;
+            let version = stored_plan
+                .as_deref()
+                .map(|raw| d.json::<BackfillPlan>("backfill_plan", raw))
+                .transpose()?
+                .map_or(0, |p| p.version);
+            if stored != expected || next < expected || version != expected_version {
+                return Err(StoreError::Conflict(format!(
+                    "cursor of {id} is {stored} (plan version {version}), expected {expected} \
+                     (version {expected_version})"
+                )));
+            }
+            tx.prepare_cached(
+                "UPDATE connections SET cursor_modstamp = ?2, cursor_case_id = ?3, \
+                 backfill_plan = ?4 WHERE id = ?1",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    id.as_str(),
+                    timestamp(next.system_modstamp),
+                    next.case_id.as_ref().map(CaseId::as_str),
+                    plan_json,
                 ])
             })
             .map_err(err())?;

@@ -104,10 +104,12 @@ INSERT INTO change_clock (only, last)
     SELECT 1, coalesce(max(written_at), '0000-01-01T00:00:00.000000000Z') FROM data_points;
 "#;
 
-/// Version 3: the org each connection's token belongs to (what routes change events); filled
-/// in by the next sync for the connections made before.
+/// Version 3: the org each connection's token belongs to (what routes change events; filled
+/// in by the next sync for the connections made before), and the plan of a backfill read as
+/// parallel slices (JSON `BackfillPlan`, NULL when none).
 const V3: &str = r#"
 ALTER TABLE connections ADD COLUMN org_id TEXT;
+ALTER TABLE connections ADD COLUMN backfill_plan TEXT;
 "#;
 
 fn sqlite_error(path: &Path, source: rusqlite::Error) -> OpenError {
