@@ -50,9 +50,11 @@ pub struct Harness {
 
 impl Harness {
     pub async fn start(config: SimConfig, org: Org) -> Self {
-        // Salesforce's smallest pages: the scenarios need several pages of a small org.
+        // Salesforce's smallest pages (the scenarios need several pages of a small org), read
+        // as one stream (the sliced backfill has its own scenarios).
         let sync = SyncConfig {
             batch_size: 200,
+            slices: 1,
             ..SyncConfig::default()
         };
         Self::start_with(config, org, sync, test_http()).await

@@ -1,6 +1,7 @@
-//! Crash safety as a property: whatever the dataset (timestamp ties across pages), the page
-//! size, the crash points (after any store write, so also between a page's write and its cursor
-//! commit), edits between runs and two workers racing on one connection, the final set of data
+//! Crash safety as a property: whatever the dataset (timestamp ties across pages, and across the
+//! bounds of a sliced backfill's slices), the page size, the crash points (after any store
+//! write, so also between a page's write and its cursor commit), one stream or several parallel
+//! slices, edits between runs and two workers racing on one connection, the final set of data
 //! points equals the closed queue-owned Cases of the org: none lost, none duplicated, each at
 //! its latest version.
 //!
@@ -11,9 +12,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use casesync_core::domain::{BackfillWindow, QueueScope};
+use casesync_core::domain::{BackfillPlan, BackfillWindow, Cursor, QueueScope};
 use casesync_core::memory::ManualClock;
-use casesync_core::ports::ConnectionReader;
+use casesync_core::ports::{Clock, ConnectionReader};
 use casesync_core::sync::{SyncConfig, SyncOutcome};
 use casesync_tests::*;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -53,6 +54,8 @@ struct Scenario {
     racing: bool,
     /// Points per store write (a batching store, like DynamoDB's 25), or any number.
     write_batch: Option<usize>,
+    /// Parallel slices of the backfill (1: one stream).
+    slices: usize,
 }
 
 fn scenario() -> impl Strategy<Value = Scenario> {
@@ -80,16 +83,20 @@ fn scenario() -> impl Strategy<Value = Scenario> {
         prop::collection::vec(0usize..160, 0..6),
         any::<bool>(),
         prop_oneof![Just(None), Just(Some(25usize)), (1usize..10).prop_map(Some)],
+        prop_oneof![Just(1usize), 2usize..=6],
     )
         .prop_map(
-            |(cases, page_cap, child_inline_limit, crashes, edits, racing, write_batch)| Scenario {
-                cases,
-                page_cap,
-                child_inline_limit,
-                crashes,
-                edits,
-                racing,
-                write_batch,
+            |(cases, page_cap, child_inline_limit, crashes, edits, racing, write_batch, slices)| {
+                Scenario {
+                    cases,
+                    page_cap,
+                    child_inline_limit,
+                    crashes,
+                    edits,
+                    racing,
+                    write_batch,
+                    slices,
+                }
             },
         )
 }
@@ -106,43 +113,13 @@ struct Tried {
     batching: u64,
     cases: u64,
     edits: u64,
+    sliced: u64,
 }
 
 async fn check(s: Scenario, tried: &Mutex<Tried>) -> Result<(), TestCaseError> {
-    let base = minutes_ago(3 * 24 * 60);
     let mut org = Org::new();
     let queue = org.add_queue("Tier 1 Support", "Tier_1_Support");
     let user = org.add_user("Agent");
-    let mut ids = Vec::new();
-    for (i, c) in s.cases.iter().enumerate() {
-        let at = stamp(base, c.stamp);
-        let id = org.add_case(NewCase {
-            subject: Some(format!("case {i}")),
-            status: if c.closed {
-                "Closed".into()
-            } else {
-                "Working".into()
-            },
-            owner_id: Some(if c.queue_owned {
-                queue.clone()
-            } else {
-                user.clone()
-            }),
-            created_date: Some(base - TimeDelta::hours(1)),
-            system_modstamp: Some(at),
-            ..NewCase::default()
-        });
-        for e in 0..c.emails {
-            email(
-                &mut org,
-                &id,
-                base - TimeDelta::minutes(30 - e as i64),
-                e % 2 == 0,
-                &format!("mail {e}"),
-            );
-        }
-        ids.push(id);
-    }
     let clock = Arc::new(ManualClock::new(Utc::now()));
     let h = Harness::start_with_clock(
         SimConfig {
@@ -151,13 +128,57 @@ async fn check(s: Scenario, tried: &Mutex<Tried>) -> Result<(), TestCaseError> {
             ..SimConfig::default()
         },
         org,
-        SyncConfig::default(),
+        SyncConfig {
+            slices: s.slices,
+            ..SyncConfig::default()
+        },
         test_http(),
         clock.clone(),
     )
     .await;
     let conn = h.connect(QueueScope::All, BackfillWindow::Days7).await;
     h.store.set_write_batch_size(s.write_batch);
+    // The Cases' stamps: around the first bound between slices when the backfill is sliced
+    // (stamp 6 lies exactly on it, with its ties), three days back otherwise.
+    let base = if s.slices > 1 {
+        let until = Cursor::at(clock.now() - SyncConfig::default().lag).system_modstamp;
+        let plan = BackfillPlan::new(&conn.cursor, until, s.slices);
+        plan.slices[0].upper - TimeDelta::minutes(6 * 13)
+    } else {
+        minutes_ago(3 * 24 * 60)
+    };
+    let mut ids = Vec::new();
+    h.sim.with_org(|org| {
+        for (i, c) in s.cases.iter().enumerate() {
+            let at = stamp(base, c.stamp);
+            let id = org.add_case(NewCase {
+                subject: Some(format!("case {i}")),
+                status: if c.closed {
+                    "Closed".into()
+                } else {
+                    "Working".into()
+                },
+                owner_id: Some(if c.queue_owned {
+                    queue.clone()
+                } else {
+                    user.clone()
+                }),
+                created_date: Some(base - TimeDelta::hours(1)),
+                system_modstamp: Some(at),
+                ..NewCase::default()
+            });
+            for e in 0..c.emails {
+                email(
+                    org,
+                    &id,
+                    base - TimeDelta::minutes(30 - e as i64),
+                    e % 2 == 0,
+                    &format!("mail {e}"),
+                );
+            }
+            ids.push(id);
+        }
+    });
 
     {
         let mut t = tried.lock().unwrap();
@@ -165,6 +186,7 @@ async fn check(s: Scenario, tried: &Mutex<Tried>) -> Result<(), TestCaseError> {
         t.races += u64::from(s.racing);
         t.batching += u64::from(s.write_batch.is_some());
         t.cases += s.cases.len() as u64;
+        t.sliced += u64::from(s.slices > 1);
         t.edits += s
             .edits
             .iter()
@@ -180,7 +202,15 @@ async fn check(s: Scenario, tried: &Mutex<Tried>) -> Result<(), TestCaseError> {
         // A crashed run leaves its lease behind; it expires.
         clock.advance(TimeDelta::minutes(10));
         if let Some(&i) = edits.next() {
-            let at = stamp(base, 20 + round);
+            // One stream: stamped after every Case, behind the cursor's back (a row that
+            // became visible late). Sliced: as Salesforce stamps an edit, now: a backfill's
+            // slices hold only what was visible when it was planned (now − lag, the lag's
+            // premise), and what is stamped later is read after it.
+            let at = if s.slices > 1 {
+                Cursor::at(clock.now()).system_modstamp
+            } else {
+                stamp(base, 20 + round)
+            };
             h.sim.with_org(|o| {
                 o.update_case(&ids[i], |c| {
                     c.subject = Some(format!("case {i} edited {round}"))
@@ -259,8 +289,9 @@ fn crashes_reruns_edits_and_races_lose_nothing_and_duplicate_nothing() {
     // Every trial asserted the final set exactly; reaching here means all held.
     let mut figures = Figures::new(format!(
         "crash safety property: {} Cases in all, {} crashes injected after any store write, {} \
-         edits between runs, {} races of two workers, {} runs on a batching store",
-        t.cases, t.crashes, t.edits, t.races, t.batching
+         edits between runs, {} races of two workers, {} runs on a batching store, {} sliced \
+         backfills",
+        t.cases, t.crashes, t.edits, t.races, t.batching, t.sliced
     ));
     figures.trials = u64::from(cases);
     figures.report();

@@ -1151,11 +1151,15 @@ async fn a_sliced_backfill_commits_its_plan_with_the_cursor(s: Stores) {
             .await
     ));
 
-    // Progress: slice 0 done, the cursor at the next slice's position; version 2.
+    // Progress: slice 0 read to a Case and done; version 2.
     let mut next = plan.clone();
     next.version = 2;
+    next.slices[0].position = Cursor::new(
+        c.cursor.system_modstamp + chrono::TimeDelta::hours(5),
+        case(7),
+    );
     next.slices[0].done = true;
-    let prefix = next.prefix().unwrap();
+    let prefix = next.reached().unwrap();
     s.connections
         .commit_plan(&c.id, &c.cursor, &prefix, 1, Some(&next))
         .await
@@ -1180,17 +1184,18 @@ async fn a_sliced_backfill_commits_its_plan_with_the_cursor(s: Stores) {
     }
     assert_eq!(get().await.backfill_plan, Some(next.clone()));
 
-    // Done: the plan goes, the cursor to its end.
+    // Done: the plan goes, the cursor to the last Case read.
+    let end = Cursor::new(until - chrono::TimeDelta::hours(1), case(9));
     s.connections
-        .commit_plan(&c.id, &prefix, &next.end(), 2, None)
+        .commit_plan(&c.id, &prefix, &end, 2, None)
         .await
         .unwrap();
     let got = get().await;
-    assert_eq!((got.cursor, got.backfill_plan), (next.end(), None));
+    assert_eq!((got.cursor, got.backfill_plan), (end.clone(), None));
 
     // Changing the settings drops a plan in progress.
     s.connections
-        .commit_plan(&c.id, &next.end(), &next.end(), 0, Some(&plan))
+        .commit_plan(&c.id, &end, &end, 0, Some(&plan))
         .await
         .unwrap();
     let restart = Cursor::at(until - chrono::TimeDelta::days(30));

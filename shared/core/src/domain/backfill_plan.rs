@@ -88,20 +88,22 @@ impl BackfillPlan {
         }
     }
 
-    /// Where the connection's cursor may stand: every Case at or before it is done. `None`
-    /// when every slice is done (the cursor then goes to the end of the plan).
-    pub fn prefix(&self) -> Option<Cursor> {
+    /// Where the connection's cursor may stand: the furthest Case read such that every Case
+    /// at or before it is done (every earlier slice finished, this one read up to it). As a
+    /// single stream's cursor, it stands on the last Case read, not on a slice's bound: a Case
+    /// that becomes visible later with an older stamp is still read next time if it lies after
+    /// it. `None` while no Case of the completed prefix was read.
+    pub fn reached(&self) -> Option<Cursor> {
+        let mut best: Option<Cursor> = None;
         for s in &self.slices {
+            if s.position.case_id.is_some() && best.as_ref().is_none_or(|b| s.position > *b) {
+                best = Some(s.position.clone());
+            }
             if !s.done {
-                return Some(s.position.clone());
+                break;
             }
         }
-        None
-    }
-
-    /// The cursor once every slice is done: past every Case at or before `until`.
-    pub fn end(&self) -> Cursor {
-        Cursor::at(self.until)
+        best
     }
 
     pub fn is_done(&self) -> bool {
@@ -154,7 +156,7 @@ mod tests {
             assert!(w[0].upper < w[1].upper);
         }
         assert_eq!(plan.slices[7].upper, until);
-        assert_eq!(plan.prefix(), Some(from));
+        assert_eq!(plan.reached(), None, "nothing read yet");
     }
 
     #[test]
@@ -175,23 +177,30 @@ mod tests {
     }
 
     #[test]
-    fn the_prefix_stops_at_the_first_unfinished_slice() {
+    fn the_cursor_stands_on_the_last_case_of_the_completed_prefix() {
         let from = Cursor::at(t("2026-11-01T00:00:00Z"));
         let mut plan = BackfillPlan::new(&from, t("2026-11-05T00:00:00Z"), 4);
-        let mid = Cursor::new(
-            t("2026-11-02T12:00:00Z"),
-            CaseId::parse("500xx000003DHb0").unwrap(),
-        );
-        plan.slices[1].position = mid.clone();
+        let case = |ts: &str, id: &str| Cursor::new(t(ts), CaseId::parse(id).unwrap());
+        let first = case("2026-11-01T09:00:00Z", "500xx000003DHb0");
+        let second = case("2026-11-02T12:00:00Z", "500xx000003DHb1");
+        let fourth = case("2026-11-04T01:00:00Z", "500xx000003DHb2");
+        plan.slices[0].position = first.clone();
+        plan.slices[1].position = second.clone();
         plan.slices[2].done = true;
-        assert_eq!(plan.prefix(), Some(from.clone()), "slice 0 is not done");
+        plan.slices[3].position = fourth.clone();
+        assert_eq!(plan.reached(), Some(first.clone()), "slice 0 is not done");
         plan.slices[0].done = true;
-        assert_eq!(plan.prefix(), Some(mid));
+        assert_eq!(plan.reached(), Some(second.clone()));
         plan.slices[1].done = true;
+        // Slice 2 read nothing: the cursor stays on the last Case read, in slice 1.
+        assert_eq!(
+            plan.reached(),
+            Some(fourth.clone()),
+            "slice 3 is read up to its Case"
+        );
         plan.slices[3].done = true;
-        assert_eq!(plan.prefix(), None);
         assert!(plan.is_done());
-        assert_eq!(plan.end(), Cursor::at(t("2026-11-05T00:00:00Z")));
+        assert_eq!(plan.reached(), Some(fourth));
     }
 
     #[test]

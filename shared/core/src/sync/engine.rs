@@ -45,12 +45,12 @@ pub trait ProgressObserver: Send + Sync {
 
 /// Runs syncs. Built once per process with its stores and clients, shared by every run.
 pub struct SyncEngine {
-    connections: Arc<dyn SyncStateStore>,
-    points: Arc<dyn DataPointWriter>,
+    pub(super) connections: Arc<dyn SyncStateStore>,
+    pub(super) points: Arc<dyn DataPointWriter>,
     secrets: Arc<dyn SecretStore>,
-    clock: Arc<dyn Clock>,
+    pub(super) clock: Arc<dyn Clock>,
     salesforce: Salesforce,
-    config: SyncConfig,
+    pub(super) config: SyncConfig,
 }
 
 /// Why a run stopped, before it is turned into a report.
@@ -484,15 +484,32 @@ impl<'a> Run<'a> {
         }
 
         let mut stop = Stop::Done;
-        if sweep
-            && !self.failures.is_empty()
-            && let Some(s) = self.retry_failures().await
-        {
-            stop = s;
+        let planned = self.connection.backfill_plan.clone();
+        let sliced = planned.is_some()
+            || (self.connection.last_run.is_none()
+                && config.slices > 1
+                && self.until - self.committed.system_modstamp
+                    >= crate::domain::backfill_plan::MIN_SLICE * 2);
+        if sliced {
+            // A backfill: no lookback sweep, no failures to retry yet. Once every slice is
+            // read, the run goes on as one stream from the cursor to now − lag (the plan ended
+            // at the lag of the run that planned it).
+            stop = self.read_sliced(planned).await;
+            if matches!(stop, Stop::Done) {
+                stop = self.read_forward().await;
+            }
+        } else {
+            if sweep
+                && !self.failures.is_empty()
+                && let Some(s) = self.retry_failures().await
+            {
+                stop = s;
+            }
+            if matches!(stop, Stop::Done) {
+                stop = self.read_forward().await;
+            }
         }
-        if matches!(stop, Stop::Done) {
-            stop = self.read_forward().await;
-        }
+        let sweep = sweep && !sliced;
 
         // A sweep counts once it has read past where the cursor stood, or to the end.
         let swept = sweep
@@ -577,6 +594,46 @@ impl<'a> Run<'a> {
             self.engine.connections.get_connection(self.id()).await,
             Ok(Some(_))
         )
+    }
+
+    /// The backfill as parallel slices (a new plan, or the stored one resumed).
+    async fn read_sliced(&mut self, planned: Option<crate::domain::BackfillPlan>) -> Stop {
+        let config = &self.engine.config;
+        let readers = config.slices.max(1);
+        // Each reader holds one page: the pages are smaller, the memory that of one page.
+        let batch_size = (config.batch_size / readers as u32).clamp(
+            *super::BATCH_SIZES.start(),
+            config.batch_size.max(*super::BATCH_SIZES.start()),
+        );
+        let until = planned.as_ref().map_or(self.until, |p| p.until);
+        let read = super::slices::SlicedRead {
+            engine: self.engine,
+            id: &self.connection.id,
+            api: self.api.clone(),
+            ctx: &self.ctx,
+            owners: self.owner_filters(),
+            deadline: self.deadline,
+            readers,
+            batch_size,
+            progress: self.progress,
+        };
+        let failures = std::mem::take(&mut self.failures);
+        let r = read
+            .run(planned, self.committed.clone(), until, failures)
+            .await;
+        self.counts += r.counts;
+        self.failures = r.failures.clone();
+        self.committed = r.committed.clone();
+        self.position = self.committed.clone();
+        match super::slices::outcome_of(&r) {
+            (SyncOutcome::Done, _) => Stop::Done,
+            (SyncOutcome::MoreWork, _) => Stop::MoreWork,
+            (SyncOutcome::Disconnected, e) => Stop::Disconnected(e.unwrap_or_default()),
+            (SyncOutcome::Busy, e) => Stop::Busy(e.unwrap_or_default()),
+            (SyncOutcome::RateLimited, e) => Stop::RateLimited(e.unwrap_or_default()),
+            (SyncOutcome::NeedsReauth, e) => Stop::NeedsReauth(e.unwrap_or_default()),
+            (SyncOutcome::Failed, e) => Stop::Failed(e.unwrap_or_default()),
+        }
     }
 
     fn owner_filters(&self) -> Vec<OwnerFilter> {

@@ -10,6 +10,7 @@
 
 mod engine;
 mod lease;
+mod slices;
 mod source;
 
 pub use engine::{ChangesReport, LeasedRun, Progress, ProgressObserver, Start, SyncEngine};
@@ -53,6 +54,26 @@ pub struct SyncConfig {
     pub lookback_every: TimeDelta,
     /// Stop when `Sforce-Limit-Info` shows more than this share of the daily allotment used.
     pub max_api_usage_share: f64,
+    /// A connection's first backfill is read as this many parallel time slices (1: one
+    /// stream). Each holds one open query locator (Salesforce allows 10 per user) and reads
+    /// pages of `batch_size / slices` rows (at least 200).
+    pub slices: usize,
+}
+
+/// The default number of parallel slices of a backfill: 4 of the user's 10 open query
+/// locators, leaving room for other tools of the same integration user.
+pub const DEFAULT_SLICES: usize = 4;
+/// At most this many slices.
+pub const MAX_SLICES: usize = 8;
+
+/// A number of slices from configuration: 1 to [`MAX_SLICES`].
+pub fn parse_slices(raw: &str) -> Result<usize, String> {
+    match raw.trim().parse::<usize>() {
+        Ok(n) if (1..=MAX_SLICES).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "{raw:?} is not a number of slices: a whole number from 1 to {MAX_SLICES}"
+        )),
+    }
 }
 
 impl Default for SyncConfig {
@@ -63,6 +84,7 @@ impl Default for SyncConfig {
             lookback: TimeDelta::minutes(15),
             lookback_every: TimeDelta::hours(1),
             max_api_usage_share: 0.8,
+            slices: DEFAULT_SLICES,
         }
     }
 }
