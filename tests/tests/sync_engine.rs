@@ -915,3 +915,221 @@ async fn a_case_that_cannot_be_mapped_is_recorded_before_the_cursor_passes_it_an
     }
     panic!("no crash point let the cursor pass the page");
 }
+
+// ---------------------------------------------------------------------------------------------
+// A backfill read as parallel slices
+
+fn sliced(readers: usize) -> SyncConfig {
+    SyncConfig {
+        batch_size: 200 * readers as u32,
+        slices: readers,
+        ..SyncConfig::default()
+    }
+}
+
+/// The org's closed Cases in the queue: id → SystemModstamp; and the stored points alike.
+fn org_and_points(
+    h: &Harness,
+    queue: &str,
+) -> (
+    BTreeSet<(String, chrono::DateTime<chrono::Utc>)>,
+    BTreeSet<(String, chrono::DateTime<chrono::Utc>)>,
+) {
+    let expected = h.sim.with_org(|o| {
+        o.cases()
+            .iter()
+            .filter(|c| c.is_closed() && c.owner_id.as_str() == queue)
+            .map(|c| (c.id.as_str().to_owned(), c.system_modstamp))
+            .collect()
+    });
+    let points = h.points();
+    let got: BTreeSet<_> = points
+        .iter()
+        .map(|p| (p.case_id.to_string(), p.system_modstamp))
+        .collect();
+    assert_eq!(got.len(), points.len(), "a Case is stored twice");
+    (expected, got)
+}
+
+#[tokio::test]
+async fn a_sliced_backfill_reads_every_case_once_ties_on_the_bounds_included() {
+    // Given Cases over the whole week, growing towards its end, and a tie of 30 Cases on each
+    // bound between the 4 slices the window is cut into
+    let (mut org, q) = org_with_queue();
+    let now = minutes_ago(0);
+    for i in 0..1_200i64 {
+        // Quadratic: three quarters of the Cases in the last half of the week.
+        let back = (7 * 24 * 60 - 10) * (1_200 - i) * (1_200 - i) / (1_200 * 1_200);
+        closed_case(&mut org, &q, now - TimeDelta::minutes(back + 6), "c");
+    }
+    let h = Harness::start_with(SimConfig::default(), Org::new(), sliced(4), test_http()).await;
+    h.sim.with_org(|o| *o = org.clone());
+    let conn = h.connect(QueueScope::All, BackfillWindow::Days7).await;
+    let until = casesync_core::domain::Cursor::at(now - TimeDelta::minutes(5)).system_modstamp;
+    let plan = casesync_core::domain::BackfillPlan::new(&conn.cursor, until, 4);
+    h.sim.with_org(|o| {
+        for s in &plan.slices[..3] {
+            for _ in 0..30 {
+                closed_case(o, &q, s.upper, "on the bound");
+            }
+        }
+    });
+
+    // When the first sync runs
+    let runs = h.sync_to_end(&conn.id).await;
+
+    // Then every Case is there once, at its version; the plan is gone; the cursor stands on
+    // the last Case, as after a single stream
+    assert_eq!(runs.last().map(|r| r.outcome), Some(SyncOutcome::Done));
+    let (expected, got) = org_and_points(&h, &q);
+    assert_eq!(got, expected);
+    let c = h.store.get_connection(&conn.id).await.unwrap().unwrap();
+    assert_eq!(c.backfill_plan, None);
+    let last = expected.iter().map(|(_, t)| *t).max().unwrap();
+    assert_eq!(c.cursor.system_modstamp, last);
+    // Slices were balanced by splitting the busy ones: more queries than readers, but few.
+    let queries = h.sim.stats().queries;
+    assert!((4..=16 + 1).contains(&queries), "{queries} queries");
+    assert_eq!(h.sim.stats().write_attempts, 0);
+}
+
+#[tokio::test]
+async fn a_sliced_backfill_cut_short_resumes_every_slice_where_it_stopped() {
+    let (mut org, q) = org_with_queue();
+    for i in 0..1_600i64 {
+        closed_case(&mut org, &q, minutes_ago(6 * 24 * 60 - i * 5), "c");
+    }
+    let h = Harness::start_with(
+        SimConfig {
+            latency: Duration::from_millis(40),
+            ..SimConfig::default()
+        },
+        org,
+        sliced(4),
+        test_http(),
+    )
+    .await;
+    let conn = h.connect(QueueScope::All, BackfillWindow::Days7).await;
+
+    // A run out of time leaves its plan, each slice at its own position
+    let first = h.sync_for(&conn.id, Duration::from_millis(300)).await;
+    assert_eq!(first.outcome, SyncOutcome::MoreWork, "{first:?}");
+    let c = h.store.get_connection(&conn.id).await.unwrap().unwrap();
+    let plan = c.backfill_plan.expect("a stored plan");
+    assert!(
+        plan.slices
+            .iter()
+            .filter(|s| s.position.case_id.is_some())
+            .count()
+            >= 2
+    );
+
+    // The next runs finish it, re-reading at most a page per slice
+    let runs = h.sync_to_end(&conn.id).await;
+    assert_eq!(runs.last().map(|r| r.outcome), Some(SyncOutcome::Done));
+    let (expected, got) = org_and_points(&h, &q);
+    assert_eq!(got, expected);
+    let served = h.sim.stats().records_served;
+    let pages_of_a_slice = 200 * plan.slices.len() as u64;
+    assert!(
+        served <= 1_600 + pages_of_a_slice,
+        "{served} rows served for 1,600 Cases: more than one page per slice read again"
+    );
+}
+
+#[tokio::test]
+async fn another_client_holding_query_cursors_costs_re_queries_never_a_case() {
+    let (mut org, q) = org_with_queue();
+    for i in 0..2_000i64 {
+        closed_case(&mut org, &q, minutes_ago(6 * 24 * 60 - i * 4), "c");
+    }
+    // Six open cursors at most for the user; another tool of the same user keeps opening some.
+    let h = Harness::start_with(
+        SimConfig {
+            max_open_locators: 6,
+            latency: Duration::from_millis(5),
+            ..SimConfig::default()
+        },
+        org,
+        sliced(4),
+        test_http(),
+    )
+    .await;
+    let conn = h.connect(QueueScope::All, BackfillWindow::Days7).await;
+    // Five cursors lost for certain, whatever the timing: every third page's.
+    for k in 0..5 {
+        h.sim.inject(
+            FaultRule::once(FaultTarget::QueryMore, FaultKind::InvalidQueryLocator)
+                .after(2 + 3 * k),
+        );
+    }
+    let other = other_client(&h).await;
+    let pressure = tokio::spawn(async move {
+        loop {
+            other.open_cursor().await;
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+    });
+    let runs = h.sync_to_end(&conn.id).await;
+    pressure.abort();
+    // Each slice's first query (at least 4), and one more for each lost cursor (at least the
+    // five injected ones; the other client's take more, depending on timing).
+    let queries = h.sim.stats().queries;
+    assert!(
+        queries >= 4 + 5,
+        "{queries} queries: lost cursors were not queried again"
+    );
+    assert_eq!(
+        runs.last().map(|r| r.outcome),
+        Some(SyncOutcome::Done),
+        "{runs:?}"
+    );
+    let (expected, got) = org_and_points(&h, &q);
+    assert_eq!(got, expected);
+}
+
+/// Another tool of the same integration user, opening query cursors (a query with more rows
+/// than a page leaves a cursor open).
+struct OtherClient {
+    http: reqwest::Client,
+    url: String,
+    token: String,
+}
+
+async fn other_client(h: &Harness) -> OtherClient {
+    let http = reqwest::Client::new();
+    let token: serde_json::Value = http
+        .post(format!("{}/services/oauth2/token", h.sim.login_url()))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &h.sim.mint_refresh_token()),
+            ("client_id", &h.sim.client_id()),
+            ("client_secret", &h.sim.client_secret()),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    OtherClient {
+        http,
+        url: format!(
+            "{}/services/data/v59.0/query?q=SELECT+Id+FROM+Case",
+            h.sim.instance_url()
+        ),
+        token: token["access_token"].as_str().unwrap().to_owned(),
+    }
+}
+
+impl OtherClient {
+    async fn open_cursor(&self) {
+        let _ = self
+            .http
+            .get(&self.url)
+            .bearer_auth(&self.token)
+            .header("Sforce-Query-Options", "batchSize=200")
+            .send()
+            .await;
+    }
+}

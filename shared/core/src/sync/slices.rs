@@ -35,7 +35,8 @@ use crate::mapping::{MappingContext, map_case, position};
 use crate::salesforce::soql::{self, OwnerFilter, Window};
 use crate::salesforce::{OrgApi, SalesforceError};
 
-/// How often one slice's expired query locator may be replaced by a fresh query in one run.
+/// How often in a row (without a page read in between) one slice's expired or invalidated query
+/// locator may be replaced by a fresh query in one run.
 const MAX_QUERY_RESTARTS: u32 = 3;
 /// At most this many slices per reader, splits included: each costs a query.
 const MAX_SLICES_PER_READER: usize = 4;
@@ -364,6 +365,8 @@ impl SlicedRead<'_> {
                     }
                 },
             };
+            // A page read: the locator limit counts restarts without progress.
+            restarts = 0;
             let Some(batch) = batch else {
                 // The slice is read to its end.
                 let mut st = shared.lock().await;
