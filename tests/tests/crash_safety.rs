@@ -130,6 +130,8 @@ async fn check(s: Scenario, tried: &Mutex<Tried>) -> Result<(), TestCaseError> {
         org,
         SyncConfig {
             slices: s.slices,
+            // The generated orgs are small: slice them anyway.
+            slice_min_cases: 0,
             ..SyncConfig::default()
         },
         test_http(),

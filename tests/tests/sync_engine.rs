@@ -923,18 +923,17 @@ fn sliced(readers: usize) -> SyncConfig {
     SyncConfig {
         batch_size: 200 * readers as u32,
         slices: readers,
+        // These orgs are small: slice them anyway.
+        slice_min_cases: 0,
         ..SyncConfig::default()
     }
 }
 
-/// The org's closed Cases in the queue: id → SystemModstamp; and the stored points alike.
-fn org_and_points(
-    h: &Harness,
-    queue: &str,
-) -> (
-    BTreeSet<(String, chrono::DateTime<chrono::Utc>)>,
-    BTreeSet<(String, chrono::DateTime<chrono::Utc>)>,
-) {
+/// Case id and SystemModstamp, of each closed queue Case or stored data point.
+type Versions = BTreeSet<(String, chrono::DateTime<chrono::Utc>)>;
+
+/// The org's closed Cases in the queue, and the stored points alike.
+fn org_and_points(h: &Harness, queue: &str) -> (Versions, Versions) {
     let expected = h.sim.with_org(|o| {
         o.cases()
             .iter()
@@ -1132,4 +1131,29 @@ impl OtherClient {
             .send()
             .await;
     }
+}
+
+#[tokio::test]
+async fn a_small_backfill_is_read_as_one_stream_after_one_count() {
+    let (mut org, q) = org_with_queue();
+    for i in 0..300i64 {
+        closed_case(&mut org, &q, minutes_ago(6 * 24 * 60 - i * 20), "c");
+    }
+    let h = Harness::start_with(
+        SimConfig::default(),
+        org,
+        SyncConfig {
+            slices: 4,
+            ..SyncConfig::default()
+        },
+        test_http(),
+    )
+    .await;
+    let conn = h.connect(QueueScope::All, BackfillWindow::Days7).await;
+    let r = h.sync(&conn.id).await;
+    assert_eq!(r.outcome, SyncOutcome::Done);
+    assert_eq!(h.points().len(), 300);
+    let stats = h.sim.stats();
+    // One COUNT() to decide, then one query and its pages: no slices for 300 Cases.
+    assert_eq!((stats.counts, stats.queries), (1, 1), "{stats:?}");
 }

@@ -42,7 +42,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-use casesync_aws::config::SALESFORCE_BATCH_SIZE;
+use casesync_aws::config::{BACKFILL_SLICES, SALESFORCE_BATCH_SIZE};
 use casesync_aws::{Env, Received, SqsWorkQueue, StartupError, Wiring};
 use casesync_core::manage::work::{self, FollowUp, Skip};
 use casesync_core::ports::{
@@ -155,6 +155,12 @@ impl Worker {
                 .parsed(SALESFORCE_BATCH_SIZE, casesync_core::sync::parse_batch_size),
             None => None,
         };
+        let slices = match wiring.env().optional(BACKFILL_SLICES) {
+            Some(_) => wiring
+                .env()
+                .parsed(BACKFILL_SLICES, casesync_core::sync::parse_slices),
+            None => None,
+        };
         let salesforce = wiring
             .finish_with_salesforce(&HttpSettings::default())
             .await?;
@@ -166,6 +172,7 @@ impl Worker {
             salesforce,
             sync: SyncConfig {
                 batch_size: batch_size.unwrap_or(casesync_core::sync::DEFAULT_BATCH_SIZE),
+                slices: slices.unwrap_or(casesync_core::sync::DEFAULT_SLICES),
                 ..SyncConfig::default()
             },
             clock: Arc::new(SystemClock),

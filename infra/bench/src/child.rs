@@ -25,6 +25,9 @@ pub struct ChildArgs {
     pub data_dir: std::path::PathBuf,
     #[arg(long, default_value_t = 200)]
     pub batch_size: u32,
+    /// Parallel slices of the backfill (1: one stream, as the earlier figures measured).
+    #[arg(long, default_value_t = 1)]
+    pub slices: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -99,6 +102,7 @@ pub async fn run(args: ChildArgs) -> anyhow::Result<()> {
         salesforce,
         SyncConfig {
             batch_size: args.batch_size,
+            slices: args.slices,
             // The generated org's newest Cases are stamped "now": read them all.
             lag: TimeDelta::zero(),
             ..SyncConfig::default()

@@ -60,6 +60,8 @@ struct Scale {
     fan_out: usize,
     init_runs: usize,
     channel_cases: usize,
+    /// Cases and latency (ms) of the sliced backfill figure.
+    sliced: (usize, u64),
     /// Cases closed one by one, each through its change event (freshness).
     fresh_changes: usize,
     /// Cases closed at once (Salesforce calls per change event).
@@ -82,6 +84,7 @@ const FULL: Scale = Scale {
     fan_out: 2_000,
     init_runs: 5,
     channel_cases: 10_000,
+    sliced: (100_000, 300),
     fresh_changes: 200,
     burst_changes: 10_000,
 };
@@ -99,6 +102,7 @@ const SMOKE: Scale = Scale {
     fan_out: 100,
     init_runs: 1,
     channel_cases: 300,
+    sliced: (1_000, 20),
     fresh_changes: 40,
     burst_changes: 400,
 };
@@ -134,6 +138,9 @@ pub async fn run_all(smoke: bool, only: &[String]) -> anyhow::Result<()> {
     }
     if wanted("batch") {
         rows.extend(batch_sizes(scale).await?);
+    }
+    if wanted("slices") {
+        rows.extend(sliced_backfill(scale).await?);
     }
     if wanted("steady") {
         rows.push(steady_state(scale).await?);
@@ -386,6 +393,15 @@ async fn child_backfill(
     batch_size: u32,
     valgrind_out: Option<&Path>,
 ) -> anyhow::Result<ChildResult> {
+    child_backfill_sliced(shape, batch_size, 1, valgrind_out).await
+}
+
+async fn child_backfill_sliced(
+    shape: &OrgShape,
+    batch_size: u32,
+    slices: usize,
+    valgrind_out: Option<&Path>,
+) -> anyhow::Result<ChildResult> {
     let sim = SimProcess::start(shape).await?;
     let token = sim.mint_refresh_token().await?;
     let dir = tempdir()?;
@@ -409,6 +425,8 @@ async fn child_backfill(
         &sim.info.client_id,
         "--batch-size",
         &batch_size.to_string(),
+        "--slices",
+        &slices.to_string(),
         "--data-dir",
     ])
     .arg(dir.join("data"))
@@ -599,6 +617,54 @@ async fn batch_sizes(scale: &Scale) -> anyhow::Result<Vec<Row>> {
             limit: "rows per page (parents + emails) <= batchSize".into(),
             target: "choose the default: fewest calls within 64 MiB".into(),
             verdict: Verdict::Info,
+        });
+    }
+    Ok(rows)
+}
+
+/// A 6-month backfill read as P parallel slices, against a latency per call: wall time, calls
+/// and memory at P = 1, 4, 8.
+async fn sliced_backfill(scale: &Scale) -> anyhow::Result<Vec<Row>> {
+    let (n, latency_ms) = scale.sliced;
+    let shape = OrgShape {
+        cases: n,
+        emails: EMAILS,
+        body_bytes: BODY_BYTES,
+        latency_ms,
+    };
+    let mut rows = Vec::new();
+    for p in [1usize, 4, 8] {
+        let r =
+            child_backfill_sliced(&shape, casesync_core::sync::DEFAULT_BATCH_SIZE, p, None).await?;
+        let per_page = if p == 1 {
+            casesync_core::sync::DEFAULT_BATCH_SIZE
+        } else {
+            (casesync_core::sync::ROWS_IN_FLIGHT / p as u32).clamp(200, 1_000)
+        };
+        let bound = 1.15 * (r.pages as f64 / p as f64).ceil() * latency_ms as f64 / 1_000.0;
+        let mib = r.peak_rss_kib as f64 / 1024.0;
+        rows.push(Row {
+            figure: format!(
+                "backfill of {n} Cases at {latency_ms} ms per call, P = {p} ({per_page} rows per page)"
+            ),
+            measured: format!(
+                "{:.1} s, {} calls ({} pages), peak RSS {mib:.1} MiB, {:.0} Cases/CPU-s",
+                r.wall_s,
+                r.api_calls,
+                r.pages,
+                r.cases as f64 / r.cpu_s.max(1e-9)
+            ),
+            limit: format!("1.15 x ceil(pages / P) x latency = {bound:.1} s"),
+            target: if p == 8 {
+                "wall within the limit; <= 64 MiB".into()
+            } else {
+                "report".into()
+            },
+            verdict: if p == 8 {
+                Verdict::of(r.wall_s <= bound && mib <= 64.0 && r.cases as usize >= n)
+            } else {
+                Verdict::Info
+            },
         });
     }
     Ok(rows)

@@ -334,6 +334,12 @@ pub struct SyncArgs {
           value_parser = |s: &str| casesync_core::sync::parse_batch_size(s))]
     pub batch_size: u32,
 
+    /// A connection's first backfill is read as this many parallel time slices (1 to 8; 1: one
+    /// stream). Each holds one of the 10 query cursors Salesforce allows a user.
+    #[arg(long, value_name = "N", default_value_t = casesync_core::sync::DEFAULT_SLICES,
+          value_parser = |s: &str| casesync_core::sync::parse_slices(s))]
+    pub slices: usize,
+
     /// Seconds one run may take before it hands over to a continuation run (which holds the
     /// connection's lease afresh).
     #[arg(

@@ -37,6 +37,7 @@ pub async fn run(dir: &Path, args: SyncArgs) -> Result<Exit, CliError> {
     let interval = Duration::from_secs(args.interval);
     let config = casesync_core::sync::SyncConfig {
         batch_size: args.batch_size,
+        slices: args.slices,
         ..casesync_core::sync::SyncConfig::default()
     };
     // The secret is needed only when there is something to sync; checked once, up front.

@@ -149,6 +149,7 @@ async fn bad_input_on_an_existing_data_dir_is_refused_and_changes_nothing() {
         (owned(&["sync"]), false, "CASESYNC_CLIENT_SECRET"),
         (owned(&["sync", "--run-budget", "0"]), true, "run-budget"),
         (owned(&["sync", "--batch-size", "100"]), true, "batch size"),
+        (owned(&["sync", "--slices", "9"]), true, "slices"),
         (
             owned(&["sync", "--batch-size", "5000"]),
             true,

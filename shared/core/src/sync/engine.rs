@@ -489,7 +489,8 @@ impl<'a> Run<'a> {
             || (self.connection.last_run.is_none()
                 && config.slices > 1
                 && self.until - self.committed.system_modstamp
-                    >= crate::domain::backfill_plan::MIN_SLICE * 2);
+                    >= crate::domain::backfill_plan::MIN_SLICE * 2
+                && self.worth_slicing().await);
         if sliced {
             // A backfill: no lookback sweep, no failures to retry yet. Once every slice is
             // read, the run goes on as one stream from the cursor to now − lag (the plan ended
@@ -596,12 +597,30 @@ impl<'a> Run<'a> {
         )
     }
 
+    /// Whether the backfill is large enough for slices to pay for their extra queries: one
+    /// `COUNT()` of the window. A count Salesforce refuses (a timeout on a huge org) says yes.
+    async fn worth_slicing(&self) -> bool {
+        if self.engine.config.slice_min_cases == 0 {
+            return true;
+        }
+        let mut total = 0u64;
+        for owner in self.owner_filters() {
+            let soql = soql::count_closed(&owner, self.committed.system_modstamp, self.until);
+            match self.api.count(&soql).await {
+                Ok(n) => total += n,
+                Err(_) => return true,
+            }
+        }
+        total >= self.engine.config.slice_min_cases
+    }
+
     /// The backfill as parallel slices (a new plan, or the stored one resumed).
     async fn read_sliced(&mut self, planned: Option<crate::domain::BackfillPlan>) -> Stop {
         let config = &self.engine.config;
         let readers = config.slices.max(1);
-        // Each reader holds one page: the pages are smaller, the memory that of one page.
-        let batch_size = (config.batch_size / readers as u32).clamp(
+        // Each reader holds one page (no prefetch): together no more rows than
+        // ROWS_IN_FLIGHT, and no more than a plain run's page each.
+        let batch_size = (super::ROWS_IN_FLIGHT / readers as u32).clamp(
             *super::BATCH_SIZES.start(),
             config.batch_size.max(*super::BATCH_SIZES.start()),
         );

@@ -56,9 +56,20 @@ pub struct SyncConfig {
     pub max_api_usage_share: f64,
     /// A connection's first backfill is read as this many parallel time slices (1: one
     /// stream). Each holds one open query locator (Salesforce allows 10 per user) and reads
-    /// pages of `batch_size / slices` rows (at least 200).
+    /// pages of [`ROWS_IN_FLIGHT`] / `slices` rows (at least 200, at most `batch_size`).
     pub slices: usize,
+    /// Backfills of fewer closed Cases are read as one stream ([`SLICE_MIN_CASES`]).
+    pub slice_min_cases: u64,
 }
+
+/// Rows held in memory at once by a sliced backfill's readers together (one page each, no
+/// prefetch): about 15 KB of memory per row of the benchmark org, so ~36 MiB, within the 64 MiB
+/// budget with the process around it. 4 readers read pages of 600 rows, 8 of 300.
+pub const ROWS_IN_FLIGHT: u32 = 2_400;
+
+/// Backfills of fewer closed Cases than this are read as one stream: slices would cost more
+/// queries than they save time.
+pub const SLICE_MIN_CASES: u64 = 2_000;
 
 /// The default number of parallel slices of a backfill: 4 of the user's 10 open query
 /// locators, leaving room for other tools of the same integration user.
@@ -85,6 +96,7 @@ impl Default for SyncConfig {
             lookback_every: TimeDelta::hours(1),
             max_api_usage_share: 0.8,
             slices: DEFAULT_SLICES,
+            slice_min_cases: SLICE_MIN_CASES,
         }
     }
 }
