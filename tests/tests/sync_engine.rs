@@ -1157,3 +1157,52 @@ async fn a_small_backfill_is_read_as_one_stream_after_one_count() {
     // One COUNT() to decide, then one query and its pages: no slices for 300 Cases.
     assert_eq!((stats.counts, stats.queries), (1, 1), "{stats:?}");
 }
+
+#[tokio::test]
+async fn a_sliced_backfill_halves_a_slice_that_times_out_and_stops_cleanly_at_the_daily_limit() {
+    let (mut org, q) = org_with_queue();
+    for i in 0..1_800i64 {
+        closed_case(&mut org, &q, minutes_ago(6 * 24 * 60 - i * 4), "c");
+    }
+    // A query over more than 500 Cases times out.
+    let h = Harness::start_with(
+        SimConfig {
+            query_timeout_rows: Some(500),
+            ..SimConfig::default()
+        },
+        org,
+        sliced(2),
+        test_http(),
+    )
+    .await;
+    let conn = h.connect(QueueScope::All, BackfillWindow::Days7).await;
+
+    // The daily limit, after a few pages: the run stops, the plan and every page kept.
+    h.sim
+        .inject(FaultRule::once(FaultTarget::AnyData, FaultKind::TotalRequestsLimit).after(4));
+    let first = h.sync(&conn.id).await;
+    assert_eq!(first.outcome, SyncOutcome::RateLimited, "{first:?}");
+    let c = h.store.get_connection(&conn.id).await.unwrap().unwrap();
+    assert!(
+        c.backfill_plan.is_some(),
+        "the plan is kept for the next run"
+    );
+    let kept = h.points().len();
+    assert!(kept > 0);
+
+    // Later: timed-out slices are halved until their queries pass, and nothing is lost.
+    let runs = h.sync_to_end(&conn.id).await;
+    assert_eq!(
+        runs.last().map(|r| r.outcome),
+        Some(SyncOutcome::Done),
+        "{runs:?}"
+    );
+    let (expected, got) = org_and_points(&h, &q);
+    assert_eq!(got, expected);
+    let c = h.store.get_connection(&conn.id).await.unwrap().unwrap();
+    assert!(c.backfill_plan.is_none());
+    assert!(
+        h.sim.stats().queries > 4,
+        "slices were halved after timing out"
+    );
+}
