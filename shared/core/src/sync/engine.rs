@@ -64,6 +64,27 @@ enum Stop {
     Failed(String),
 }
 
+/// Records that `id` could not be imported (again): one more attempt, the latest error.
+pub(super) fn record_failure(
+    failures: &mut BTreeMap<CaseId, CaseFailure>,
+    id: CaseId,
+    error: String,
+    now: DateTime<Utc>,
+) {
+    failures
+        .entry(id.clone())
+        .and_modify(|f| {
+            f.attempts += 1;
+            f.error = error.clone();
+        })
+        .or_insert(CaseFailure {
+            case_id: id,
+            error,
+            first_seen: now,
+            attempts: 1,
+        });
+}
+
 /// What [`SyncEngine::fetch_changes`] did.
 #[derive(Debug, Clone)]
 pub struct ChangesReport {
@@ -923,18 +944,7 @@ impl<'a> Run<'a> {
         self.failures_dirty = true;
         tracing::warn!(connection = %self.connection.id, case = ?case_id, %error, "a Case could not be imported");
         if let Some(id) = case_id {
-            self.failures
-                .entry(id.clone())
-                .and_modify(|f| {
-                    f.attempts += 1;
-                    f.error = error.clone();
-                })
-                .or_insert(CaseFailure {
-                    case_id: id,
-                    error,
-                    first_seen: now,
-                    attempts: 1,
-                });
+            record_failure(&mut self.failures, id, error, now);
         }
     }
 

@@ -441,18 +441,7 @@ impl SlicedRead<'_> {
                 tracing::warn!(connection = %self.id, case = ?case_id, %error, "a Case could not be imported");
                 if let Some(id) = case_id {
                     st.failures_dirty = true;
-                    st.failures
-                        .entry(id.clone())
-                        .and_modify(|f| {
-                            f.attempts += 1;
-                            f.error = error.clone();
-                        })
-                        .or_insert(CaseFailure {
-                            case_id: id,
-                            error,
-                            first_seen: now,
-                            attempts: 1,
-                        });
+                    super::engine::record_failure(&mut st.failures, id, error, now);
                 }
             }
             let Some(i) = st.index_of(lower) else { return };
