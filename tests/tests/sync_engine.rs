@@ -994,13 +994,15 @@ async fn a_sliced_backfill_reads_every_case_once_ties_on_the_bounds_included() {
 
 #[tokio::test]
 async fn a_sliced_backfill_cut_short_resumes_every_slice_where_it_stopped() {
+    // 8,000 Cases in pages of 200 are at least 40 pages; four readers at 60 ms a page need at
+    // least 600 ms, so a run given 300 ms cannot finish, however fast the machine.
     let (mut org, q) = org_with_queue();
-    for i in 0..1_600i64 {
-        closed_case(&mut org, &q, minutes_ago(6 * 24 * 60 - i * 5), "c");
+    for i in 0..8_000i64 {
+        closed_case(&mut org, &q, minutes_ago(6 * 24 * 60 - i), "c");
     }
     let h = Harness::start_with(
         SimConfig {
-            latency: Duration::from_millis(40),
+            latency: Duration::from_millis(60),
             ..SimConfig::default()
         },
         org,
@@ -1023,16 +1025,36 @@ async fn a_sliced_backfill_cut_short_resumes_every_slice_where_it_stopped() {
             >= 2
     );
 
-    // The next runs finish it, re-reading at most a page per slice
+    // The next runs take each slice up at its position: a keyset query from the last Case it
+    // wrote, so nothing read before is served again except where a tail slice is split (at most
+    // a page per split, which a new query of its own pays for).
+    let read_before = h.points().len();
+    assert!(read_before > 0 && read_before < 8_000, "{read_before}");
+    h.sim.reset_stats();
     let runs = h.sync_to_end(&conn.id).await;
     assert_eq!(runs.last().map(|r| r.outcome), Some(SyncOutcome::Done));
     let (expected, got) = org_and_points(&h, &q);
     assert_eq!(got, expected);
-    let served = h.sim.stats().records_served;
-    let pages_of_a_slice = 200 * plan.slices.len() as u64;
+    let stats = h.sim.stats();
+    for s in plan.slices.iter().filter(|s| !s.done) {
+        let Some(id) = &s.position.case_id else {
+            continue;
+        };
+        let keyset = format!("AND Id > '{id}'");
+        assert!(
+            stats.soql.iter().any(|q| q.contains(&keyset)),
+            "the slice at {:?} was not resumed from its position {id}",
+            s.lower
+        );
+    }
+    let resumed = plan.slices.iter().filter(|s| !s.done).count() as u64;
+    let splits = stats.queries.saturating_sub(resumed);
+    let unread = (8_000 - read_before) as u64;
     assert!(
-        served <= 1_600 + pages_of_a_slice,
-        "{served} rows served for 1,600 Cases: more than one page per slice read again"
+        stats.records_served <= unread + 200 * splits,
+        "{} rows served for {unread} Cases left, with {splits} splits: rows read before were \
+         read again",
+        stats.records_served
     );
 }
 
