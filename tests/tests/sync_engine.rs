@@ -1059,6 +1059,81 @@ async fn a_sliced_backfill_cut_short_resumes_every_slice_where_it_stopped() {
 }
 
 #[tokio::test]
+async fn backfills_of_one_org_share_its_readers() {
+    // Given an org with 6,000 closed Cases, two connections to it, and 4 readers per org:
+    // each slice is at least 3 pages of 600 at 100 ms, so no run given 150 ms can finish
+    let (mut org, q) = org_with_queue();
+    for i in 0..6_000i64 {
+        closed_case(&mut org, &q, minutes_ago(6 * 24 * 60 - i), "c");
+    }
+    let h = Harness::start_with(
+        SimConfig {
+            latency: Duration::from_millis(100),
+            ..SimConfig::default()
+        },
+        org,
+        sliced(4),
+        test_http(),
+    )
+    .await;
+    let a = h.connect(QueueScope::All, BackfillWindow::Days7).await;
+    let b = h.connect(QueueScope::All, BackfillWindow::Days7).await;
+    assert!(a.org_id.is_some() && a.org_id == b.org_id, "{a:?}");
+    let readers = |id: &casesync_core::domain::ConnectionId| {
+        let h = &h;
+        let id = id.clone();
+        async move {
+            let c = h.store.get_connection(&id).await.unwrap().unwrap();
+            c.backfill_plan.map(|p| p.readers)
+        }
+    };
+
+    // When A's backfill starts alone, it takes the org's 4 readers
+    let first = h.sync_for(&a.id, Duration::from_millis(150)).await;
+    assert_eq!(first.outcome, SyncOutcome::MoreWork, "{first:?}");
+    assert_eq!(h.sim.stats().peak_in_flight, 4);
+    assert_eq!(readers(&a.id).await, Some(4));
+
+    // B's, while A's is unfinished, gets one
+    h.sim.reset_stats();
+    let second = h.sync_for(&b.id, Duration::from_millis(150)).await;
+    assert_eq!(second.outcome, SyncOutcome::MoreWork, "{second:?}");
+    assert_eq!(h.sim.stats().peak_in_flight, 1);
+    assert_eq!(readers(&b.id).await, Some(1));
+
+    // Run at once to the end, they never ask Salesforce more than 4 things at a time, and
+    // each connection gets every Case once
+    h.sim.reset_stats();
+    let (ra, rb) = tokio::join!(h.sync_to_end(&a.id), h.sync_to_end(&b.id));
+    assert_eq!(ra.last().map(|r| r.outcome), Some(SyncOutcome::Done));
+    assert_eq!(rb.last().map(|r| r.outcome), Some(SyncOutcome::Done));
+    let peak = h.sim.stats().peak_in_flight;
+    assert!((2..=4).contains(&peak), "{peak} requests at once");
+    let (expected, _) = h.sim.with_org(|o| {
+        let all: Versions = o
+            .cases()
+            .iter()
+            .filter(|c| c.is_closed() && c.owner_id.as_str() == q)
+            .map(|c| (c.id.as_str().to_owned(), c.system_modstamp))
+            .collect();
+        (all, ())
+    });
+    for c in [&a, &b] {
+        let points: Vec<_> = h
+            .points()
+            .into_iter()
+            .filter(|p| p.connection_id == c.id)
+            .collect();
+        let got: Versions = points
+            .iter()
+            .map(|p| (p.case_id.to_string(), p.system_modstamp))
+            .collect();
+        assert_eq!(got.len(), points.len(), "a Case is stored twice");
+        assert_eq!(got, expected);
+    }
+}
+
+#[tokio::test]
 async fn another_client_holding_query_cursors_costs_re_queries_never_a_case() {
     let (mut org, q) = org_with_queue();
     for i in 0..2_000i64 {

@@ -335,7 +335,8 @@ pub struct SyncArgs {
     pub batch_size: u32,
 
     /// A connection's first backfill is read as this many parallel time slices (1 to 8; 1: one
-    /// stream). Each holds one of the 10 query cursors Salesforce allows a user.
+    /// stream), at most this many per org. Each holds one of the 10 query cursors Salesforce
+    /// allows a user.
     #[arg(long, value_name = "N", default_value_t = casesync_core::sync::DEFAULT_SLICES,
           value_parser = |s: &str| casesync_core::sync::parse_slices(s))]
     pub slices: usize,

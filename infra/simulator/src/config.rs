@@ -221,4 +221,7 @@ pub struct Stats {
     pub records_served: u64,
     /// The SOQL received (last 1,000).
     pub soql: Vec<String>,
+    /// The most data calls being answered at once (the configured latency included): how
+    /// many readers a client ran in parallel.
+    pub peak_in_flight: u64,
 }

@@ -136,6 +136,26 @@ fn is_count_query(soql: &str) -> bool {
         .is_ok_and(|a| matches!(a.select.as_slice(), [soql::parser::SelItem::Count(_)]))
 }
 
+/// Counts a data call as being answered until it is dropped.
+struct InFlight(Arc<Shared>);
+
+impl InFlight {
+    fn enter(sh: &Arc<Shared>) -> Self {
+        let mut st = sh.state();
+        st.in_flight += 1;
+        st.stats.peak_in_flight = st.stats.peak_in_flight.max(st.in_flight);
+        drop(st);
+        Self(sh.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut st = self.0.state();
+        st.in_flight = st.in_flight.saturating_sub(1);
+    }
+}
+
 pub(crate) async fn handle(sh: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Reset> {
     if let Some(r) = http::size_guard(&req) {
         return Ok(r);
@@ -158,6 +178,7 @@ pub(crate) async fn handle(sh: Arc<Shared>, req: Request<Incoming>) -> Result<Re
     if path == "/services/data" || path == "/services/data/" {
         return Ok(versions());
     }
+    let _in_flight = InFlight::enter(&sh);
     let latency = sh.cfg().latency;
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;

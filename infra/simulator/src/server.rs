@@ -79,6 +79,8 @@ pub(crate) const MAX_CHILD_CURSORS: usize = 500;
 
 pub(crate) struct State {
     pub stats: Stats,
+    /// Data calls being answered now.
+    pub in_flight: u64,
     pub soql: VecDeque<String>,
     faults: Vec<RuleState>,
     pub api_used: u64,
@@ -180,6 +182,7 @@ impl Shared {
             state: Mutex::new(State {
                 stats: Stats::default(),
                 soql: VecDeque::new(),
+                in_flight: 0,
                 faults: Vec::new(),
                 api_used: used,
                 codes: HashMap::new(),

@@ -11,7 +11,7 @@
 //! | `EVENT_BUS_NAME` | publisher | the bus the data point change events go to |
 //! | `CURSOR_SECRET_ARN` | api, console | the secret that signs the read API's page cursors (and, derived from it, the console's) |
 //! | `USER_POOL_ID`, `USER_POOL_CLIENT_ID` | console | who may sign in to the console |
-//! | `BACKFILL_SLICES` | worker | parallel slices of a first backfill (optional, 1 to 8; default `casesync_core::sync::DEFAULT_SLICES`) |
+//! | `BACKFILL_SLICES` | worker | parallel slices of a first backfill, per org (optional, 1 to 8; default `casesync_core::sync::DEFAULT_SLICES`) |
 //! | `SALESFORCE_BATCH_SIZE` | worker | rows per Salesforce page (optional, 200 to 2000; default `casesync_core::sync::DEFAULT_BATCH_SIZE`) |
 //! | `SECRET_PREFIX` | worker, oauth-callback, api | refresh tokens live at `<prefix>/<connection id>` |
 //! | `SALESFORCE_CLIENT_ID` | worker, oauth-callback, api | the Connected App's consumer key |

@@ -46,6 +46,11 @@ pub struct BackfillPlan {
     /// The end of the backfill (now − lag when it was planned).
     pub until: DateTime<Utc>,
     pub slices: Vec<Slice>,
+    /// The readers this backfill holds of its org's share (see `SyncConfig::slices`): other
+    /// connections of the org count them while the plan is unfinished. 0 in plans stored
+    /// before it was recorded (counted as one).
+    #[serde(default)]
+    pub readers: usize,
 }
 
 /// No slice is cut smaller than this: below it, a query costs more than it saves.
@@ -85,6 +90,7 @@ impl BackfillPlan {
             version: 1,
             until,
             slices,
+            readers: parts,
         }
     }
 

@@ -649,6 +649,7 @@ impl<'a> Run<'a> {
         let read = super::slices::SlicedRead {
             engine: self.engine,
             id: &self.connection.id,
+            org: self.connection.org_id.as_ref(),
             api: self.api.clone(),
             ctx: &self.ctx,
             owners: self.owner_filters(),

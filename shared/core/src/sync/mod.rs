@@ -54,9 +54,11 @@ pub struct SyncConfig {
     pub lookback_every: TimeDelta,
     /// Stop when `Sforce-Limit-Info` shows more than this share of the daily allotment used.
     pub max_api_usage_share: f64,
-    /// A connection's first backfill is read as this many parallel time slices (1: one
-    /// stream). Each holds one open query locator (Salesforce allows 10 per user) and reads
-    /// pages of [`ROWS_IN_FLIGHT`] / `slices` rows (at least 200, at most `batch_size`).
+    /// A connection's first backfill is read as up to this many parallel time slices (1: one
+    /// stream), and this is the bound **per org**: backfills of several connections of one org
+    /// share it (each keeps at least one reader). Each reader holds one open query locator
+    /// (Salesforce allows 10 per user) and reads pages of [`ROWS_IN_FLIGHT`] / `slices` rows
+    /// (at least 200, at most `batch_size`).
     pub slices: usize,
     /// Backfills of fewer closed Cases are read as one stream ([`SLICE_MIN_CASES`]).
     pub slice_min_cases: u64,

@@ -18,6 +18,12 @@
 //!
 //! Each reader holds at most one open query locator (no prefetch: the readers overlap
 //! Salesforce's latency), so `P` readers hold at most `P` of the 10 a user may have open.
+//!
+//! `P` is a bound per org. A plan records the readers it holds ([`BackfillPlan::readers`]);
+//! a run first stores its claim of `P`, then counts the claims of the org's other unfinished
+//! backfills and keeps what is left (at least one reader), storing the smaller claim. As
+//! each run stores its claim before it counts, of two backfills starting at once each sees
+//! the other: both may take less than they could, never more.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -30,7 +36,9 @@ use super::engine::SyncEngine;
 use super::source::PageSource;
 use super::{SyncCounts, SyncOutcome};
 use crate::data_point::DataPoint;
-use crate::domain::{BackfillPlan, CaseFailure, CaseId, ConnectionId, ConnectionState, Cursor};
+use crate::domain::{
+    BackfillPlan, CaseFailure, CaseId, ConnectionId, ConnectionState, Cursor, OrgId,
+};
 use crate::mapping::{MappingContext, map_case, position};
 use crate::salesforce::soql::{self, OwnerFilter, Window};
 use crate::salesforce::{OrgApi, SalesforceError};
@@ -91,10 +99,13 @@ pub(super) struct SlicedResult {
 pub(super) struct SlicedRead<'a> {
     pub engine: &'a SyncEngine,
     pub id: &'a ConnectionId,
+    /// The connection's org (`None`: not known yet, so nothing to share with).
+    pub org: Option<&'a OrgId>,
     pub api: Arc<OrgApi>,
     pub ctx: &'a MappingContext,
     pub owners: Vec<OwnerFilter>,
     pub deadline: Instant,
+    /// The org's bound on readers; this run starts what the org's other backfills leave.
     pub readers: usize,
     /// Rows per page of each reader.
     pub batch_size: u32,
@@ -129,14 +140,21 @@ impl SlicedRead<'_> {
             counts: SyncCounts::default(),
             stop: None,
         });
-        {
-            // A new plan is stored before anything is read.
+        let readers = {
+            // The plan and its claim of the org's readers are stored before anything is read;
+            // then the claim shrinks to what the org's other backfills leave.
             let mut st = shared.lock().await;
-            if st.stored_version == 0 {
+            st.plan.readers = self.readers.max(1);
+            self.commit(&mut st).await;
+            let share = self.org_share().await;
+            if share < st.plan.readers && st.stop.is_none() {
+                tracing::info!(connection = %self.id, readers = share, "other backfills of the org hold some of its readers");
+                st.plan.readers = share;
                 self.commit(&mut st).await;
             }
-        }
-        let readers = (0..self.readers.max(1)).map(|_| self.reader(&shared));
+            st.plan.readers
+        };
+        let readers = (0..readers).map(|_| self.reader(&shared));
         futures::future::join_all(readers).await;
         let st = shared.into_inner();
         SlicedResult {
@@ -146,6 +164,32 @@ impl SlicedRead<'_> {
             counts: st.counts,
             stop: st.stop,
         }
+    }
+
+    /// The readers this run may use: the org's bound less what the org's other unfinished
+    /// backfills (of active connections) hold, at least one. If the connections cannot be
+    /// listed, one.
+    async fn org_share(&self) -> usize {
+        let Some(org) = self.org else {
+            return self.readers.max(1);
+        };
+        let others: usize = match self.engine.connections.list_connections().await {
+            Ok(all) => all
+                .iter()
+                .filter(|c| {
+                    c.id != *self.id
+                        && c.org_id.as_ref() == Some(org)
+                        && c.state == ConnectionState::Active
+                })
+                .filter_map(|c| c.backfill_plan.as_ref())
+                .map(|p| p.readers.max(1))
+                .sum(),
+            Err(e) => {
+                tracing::warn!(connection = %self.id, error = %e, "could not list the org's other connections; reading with one reader");
+                return 1;
+            }
+        };
+        self.readers.saturating_sub(others).max(1)
     }
 
     /// Saves the failures if they changed, then commits the plan (bumping its version) with the
@@ -220,7 +264,7 @@ impl SlicedRead<'_> {
             st.claimed.push(lower);
             return Some(lower);
         }
-        if st.plan.slices.len() >= self.readers.max(1) * MAX_SLICES_PER_READER {
+        if st.plan.slices.len() >= st.plan.readers.max(1) * MAX_SLICES_PER_READER {
             return None;
         }
         let largest = st
