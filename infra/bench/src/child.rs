@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use casesync_core::domain::{ApiVersion, BackfillWindow, ChannelName, LoginUrl, QueueScope};
 use casesync_core::manage::connect::{self, ConnectionSettings};
-use casesync_core::ports::SystemClock;
+use casesync_core::ports::{DataPointReader, SystemClock};
 use casesync_core::salesforce::{HttpSettings, OAuthApp, Salesforce};
 use casesync_core::sync::{SyncConfig, SyncEngine, SyncOutcome};
 use casesync_local::DataDir;
@@ -38,6 +38,9 @@ pub struct ChildResult {
     pub wall_s: f64,
     pub cpu_s: f64,
     pub peak_rss_kib: u64,
+    /// Data points in the store at the end (each Case once).
+    #[serde(default)]
+    pub stored: u64,
 }
 
 /// CPU time of this process (user + system, every thread).
@@ -117,6 +120,7 @@ pub async fn run(args: ChildArgs) -> anyhow::Result<()> {
         wall_s: 0.0,
         cpu_s: 0.0,
         peak_rss_kib: 0,
+        stored: 0,
     };
     loop {
         let r = engine
@@ -134,6 +138,7 @@ pub async fn run(args: ChildArgs) -> anyhow::Result<()> {
     result.wall_s = started.elapsed().as_secs_f64();
     result.cpu_s = cpu_seconds() - cpu_before;
     result.peak_rss_kib = peak_rss_kib();
+    result.stored = store.count_data_points(&connection.id).await?;
     println!("{}", serde_json::to_string(&result)?);
     Ok(())
 }

@@ -87,6 +87,61 @@ impl SimProcess {
         Ok(resp.json().await.unwrap_or(serde_json::Value::Null))
     }
 
+    /// The simulator's counters (`Stats` as JSON).
+    pub async fn stats(&self) -> anyhow::Result<serde_json::Value> {
+        self.admin("stats").await
+    }
+
+    /// Another client of the same user: signs in with its own refresh token, then opens a new
+    /// query cursor (a query of 2,000 rows, read no further) every `every`, as a report or an
+    /// export tool would. Salesforce keeps 10 open cursors per user and invalidates the oldest
+    /// when an 11th opens. Runs until the task is aborted; counts the cursors it opened.
+    pub async fn other_client(
+        &self,
+        every: std::time::Duration,
+        opened: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+        let refresh = self.mint_refresh_token().await?;
+        let token: serde_json::Value = self
+            .http
+            .post(format!("{}/services/oauth2/token", self.info.login_url))
+            .form(&[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh.as_str()),
+                ("client_id", self.info.client_id.as_str()),
+                ("client_secret", self.info.client_secret.as_str()),
+            ])
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let access = token["access_token"]
+            .as_str()
+            .context("no access_token for the other client")?
+            .to_owned();
+        let instance = token["instance_url"]
+            .as_str()
+            .context("no instance_url for the other client")?
+            .to_owned();
+        let http = self.http.clone();
+        Ok(tokio::spawn(async move {
+            let url = format!("{instance}/services/data/v59.0/query?q=SELECT+Id+FROM+Case");
+            loop {
+                let sent = http
+                    .get(&url)
+                    .bearer_auth(&access)
+                    .header("Sforce-Query-Options", "batchSize=2000")
+                    .send()
+                    .await;
+                if sent.is_ok_and(|r| r.status().is_success()) {
+                    opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                tokio::time::sleep(every).await;
+            }
+        }))
+    }
+
     pub async fn mint_refresh_token(&self) -> anyhow::Result<String> {
         let v = self.admin("mint-refresh-token").await?;
         v["refresh_token"]
