@@ -118,7 +118,17 @@ pub fn digest(json: &[u8]) -> String {
 /// `\` (a data point's JSON holds no raw control characters: serde_json escaped them). A page
 /// of the read API is such a string in the Lambda response, so its size is counted in these.
 pub fn escaped_len(json: &[u8]) -> u64 {
-    let escapes = json.iter().filter(|&&b| b == b'"' || b == b'\\').count();
+    // Counted in byte lanes over chunks of at most 255 bytes, which the compiler vectorises
+    // (a byte-wise filter-count was 5 % of a backfill's CPU time).
+    let escapes: usize = json
+        .chunks(255)
+        .map(|chunk| {
+            let n = chunk.iter().fold(0u8, |n, &b| {
+                n.wrapping_add(u8::from(b == b'"' || b == b'\\'))
+            });
+            usize::from(n)
+        })
+        .sum();
     (json.len() + escapes) as u64
 }
 
@@ -169,6 +179,21 @@ pub mod rfc3339 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn escaped_len_counts_each_quote_and_backslash_once() {
+        let naive =
+            |b: &[u8]| (b.len() + b.iter().filter(|&&c| c == b'"' || c == b'\\').count()) as u64;
+        for len in [0, 1, 254, 255, 256, 510, 511, 4_000] {
+            for fill in [b'"', b'\\', b'a'] {
+                let bytes = vec![fill; len];
+                assert_eq!(escaped_len(&bytes), naive(&bytes), "{len} x {fill}");
+            }
+            let mixed: Vec<u8> = (0..len).map(|i| b"a\"\\b\n"[i % 5]).collect();
+            assert_eq!(escaped_len(&mixed), naive(&mixed), "{len} mixed");
+        }
+        assert_eq!(escaped_len(br#"{"a":"x\"y"}"#), 12 + 6);
+    }
 
     fn sample() -> DataPoint {
         let connection_id = ConnectionId::parse("conn_0123456789abcdef0123456789abcdef").unwrap();
