@@ -214,6 +214,22 @@ impl SqliteStore {
 
     pub fn open_with(path: impl AsRef<Path>, options: &SqliteOptions) -> Result<Self, OpenError> {
         let path = path.as_ref();
+        // Stores opening a fresh database at the same moment can meet SQLITE_BUSY where SQLite
+        // does not wait (the new file's switch to WAL): try again within the busy timeout.
+        let deadline = std::time::Instant::now() + options.busy_timeout;
+        let mut pause = Duration::from_millis(2);
+        loop {
+            match Self::open_once(path, options) {
+                Err(OpenError::Busy { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(100));
+                }
+                opened => return opened,
+            }
+        }
+    }
+
+    fn open_once(path: &Path, options: &SqliteOptions) -> Result<Self, OpenError> {
         let mut writer = open_connection(path, options)?;
         schema::migrate(&mut writer, path)?;
         let reader = open_connection(path, options)?;
