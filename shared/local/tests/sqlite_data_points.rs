@@ -265,17 +265,105 @@ async fn a_corrupt_body_is_a_typed_error() {
         .await
         .unwrap();
     let raw = rusqlite::Connection::open(store.path()).unwrap();
-    raw.execute("UPDATE data_points SET body = '{\"id\": 3'", [])
-        .unwrap();
-    for err in [
-        store.get_data_point(&conn, &case(1)).await.unwrap_err(),
-        store.list_data_points(&conn, None, 10).await.unwrap_err(),
-    ] {
-        let StoreError::Unexpected(e) = &err else {
-            panic!("{err:?}")
-        };
-        assert_eq!(e.downcast_ref::<CorruptRow>().unwrap().column, "body");
+    // Broken JSON in a row written before compression; then compressed bytes that are not LZ4,
+    // one whose length prefix claims 4 GB, and one that unpacks to something other than UTF-8.
+    let breakages = [
+        ("body = '{\"id\": 3', body_lz4 = NULL", "body"),
+        ("body = '', body_lz4 = X'0A000000FFFFFFFF'", "body_lz4"),
+        ("body = '', body_lz4 = X'FFFFFFFF10'", "body_lz4"),
+        ("body = '', body_lz4 = X'0200000020FFFE'", "body_lz4"),
+    ];
+    for (set, column) in breakages {
+        raw.execute(&format!("UPDATE data_points SET {set}"), [])
+            .unwrap();
+        let mut errors = vec![
+            store.get_data_point(&conn, &case(1)).await.unwrap_err(),
+            store.list_data_points(&conn, None, 10).await.unwrap_err(),
+        ];
+        // The export passes stored JSON through unparsed, but cannot pass broken compression.
+        if column == "body_lz4" {
+            errors.push(
+                store
+                    .list_data_point_json(&conn, None, 10)
+                    .await
+                    .unwrap_err(),
+            );
+        }
+        for err in errors {
+            let StoreError::Unexpected(e) = &err else {
+                panic!("{err:?}")
+            };
+            let corrupt = e.downcast_ref::<CorruptRow>().unwrap();
+            assert_eq!(corrupt.column, column, "{set}: {corrupt}");
+        }
     }
+}
+
+#[tokio::test]
+async fn bodies_are_stored_compressed_and_rows_written_before_still_read_as_they_were() {
+    let (_dir, store) = temp_store();
+    let conn = ConnectionId::new_random();
+    let p = point(&conn, &case(1), secs(0), 20_000);
+    let json = serde_json::to_string(&p).unwrap();
+    store
+        .upsert_data_points(std::slice::from_ref(&p))
+        .await
+        .unwrap();
+    let raw = rusqlite::Connection::open(store.path()).unwrap();
+    let stored = |raw: &rusqlite::Connection| -> (String, Option<Vec<u8>>) {
+        raw.query_row("SELECT body, body_lz4 FROM data_points", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap()
+    };
+    let (body, packed) = stored(&raw);
+    assert_eq!(body, "");
+    let packed = packed.expect("a compressed body");
+    assert!(
+        packed.len() * 4 < json.len(),
+        "{} bytes stored for {} of JSON",
+        packed.len(),
+        json.len()
+    );
+    assert_eq!(
+        store.get_data_point(&conn, &case(1)).await.unwrap(),
+        Some(p.clone())
+    );
+    let exported = store.list_data_point_json(&conn, None, 10).await.unwrap();
+    assert_eq!(
+        exported,
+        vec![(case(1), json.clone())],
+        "the export's bytes"
+    );
+
+    // A row as schema version 3 wrote it: JSON text, nothing compressed.
+    raw.execute("UPDATE data_points SET body = ?1, body_lz4 = NULL", [&json])
+        .unwrap();
+    assert_eq!(
+        store.get_data_point(&conn, &case(1)).await.unwrap(),
+        Some(p.clone())
+    );
+    assert_eq!(
+        store.list_data_point_json(&conn, None, 10).await.unwrap(),
+        vec![(case(1), json.clone())]
+    );
+    // Unchanged, it stays as it is; rewritten with a newer version, it is compressed.
+    store
+        .upsert_data_points(std::slice::from_ref(&p))
+        .await
+        .unwrap();
+    assert_eq!(stored(&raw).0, json);
+    let mut newer = p.clone();
+    newer.system_modstamp = secs(1);
+    newer.status = "Reopened".into();
+    store.upsert_data_points(&[newer.clone()]).await.unwrap();
+    let (body, packed) = stored(&raw);
+    assert_eq!(body, "");
+    assert!(packed.is_some());
+    assert_eq!(
+        store.get_data_point(&conn, &case(1)).await.unwrap(),
+        Some(newer)
+    );
 }
 
 #[tokio::test]

@@ -12,11 +12,13 @@ use casesync_core::ports::*;
 use chrono::{DateTime, TimeDelta, Utc};
 use rusqlite::{OptionalExtension, params};
 
-use super::codec::{RowDecoder, timestamp};
+use super::codec::{RowDecoder, body_json, timestamp};
 use super::{SqliteStore, sql_error};
 
 /// A row of the change order: id, written_at, connection, Case, escaped length.
 type Row = (String, String, String, String, i64);
+/// `body` and `body_lz4` (see `body_json`).
+type Body = (String, Option<Vec<u8>>);
 
 fn entry(row: &Row) -> StoreResult<ChangeEntry> {
     let (id, written_at, connection, case, escaped_len) = row;
@@ -112,25 +114,25 @@ impl ChangeFeed for SqliteStore {
         self.read(move |db| {
             let mut select = db
                 .prepare_cached(
-                    "SELECT id, written_at, connection_id, case_id, escaped_len, body \
+                    "SELECT id, written_at, connection_id, case_id, escaped_len, body, body_lz4 \
                      FROM data_points WHERE connection_id = ?1 AND case_id = ?2",
                 )
                 .map_err(sql_error("reading data points"))?;
             let mut out = Vec::with_capacity(keys.len());
             for (connection, case) in &keys {
-                let row: Option<(Row, String)> = select
+                let row: Option<(Row, Body)> = select
                     .query_row([connection, case], |r| {
                         Ok((
                             (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?),
-                            r.get(5)?,
+                            (r.get(5)?, r.get(6)?),
                         ))
                     })
                     .optional()
                     .map_err(sql_error(format!("reading data point {connection}/{case}")))?;
-                if let Some((row, json)) = row {
+                if let Some((row, (body, packed))) = row {
                     out.push(StoredJson {
+                        json: body_json(|| format!("{connection}/{case}"), body, packed)?,
                         entry: entry(&row)?,
-                        json,
                     });
                 }
             }
@@ -173,25 +175,25 @@ impl ChangeFeed for SqliteStore {
     async fn by_id(&self, id: &str) -> StoreResult<Option<StoredJson>> {
         let id = id.to_owned();
         self.read(move |db| {
-            let row: Option<(Row, String)> = db
+            let row: Option<(Row, Body)> = db
                 .prepare_cached(
-                    "SELECT id, written_at, connection_id, case_id, escaped_len, body \
+                    "SELECT id, written_at, connection_id, case_id, escaped_len, body, body_lz4 \
                      FROM data_points WHERE id = ?1",
                 )
                 .and_then(|mut s| {
                     s.query_row([&id], |r| {
                         Ok((
                             (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?),
-                            r.get(5)?,
+                            (r.get(5)?, r.get(6)?),
                         ))
                     })
                     .optional()
                 })
                 .map_err(sql_error(format!("reading data point {id}")))?;
-            row.map(|(row, json)| {
+            row.map(|(row, (body, packed))| {
                 Ok(StoredJson {
+                    json: body_json(|| id.clone(), body, packed)?,
                     entry: entry(&row)?,
-                    json,
                 })
             })
             .transpose()

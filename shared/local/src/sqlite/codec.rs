@@ -96,6 +96,44 @@ pub(super) fn parse_timestamp(raw: &str) -> Option<DateTime<Utc>> {
 }
 
 /// Serialises a value stored as JSON text.
+/// A data point's JSON as stored in `body_lz4`: one LZ4 block behind its length (4 bytes, LE).
+pub(super) fn pack_body(json: &str) -> Vec<u8> {
+    lz4_flex::block::compress_prepend_size(json.as_bytes())
+}
+
+/// The JSON of a `data_points` row: `body_lz4` unpacked when set (rows written since schema
+/// version 4), else `body` (rows written before). `key` names the row in an error.
+pub(super) fn body_json(
+    key: impl Fn() -> String,
+    body: String,
+    packed: Option<Vec<u8>>,
+) -> Result<String, CorruptRow> {
+    let Some(packed) = packed else {
+        return Ok(body);
+    };
+    let corrupt = |reason: String| CorruptRow {
+        table: "data_points",
+        key: key(),
+        column: "body_lz4",
+        reason,
+    };
+    // The length prefix sizes the output buffer: an LZ4 block expands at most ~255 times, so a
+    // corrupt prefix is refused before it can ask for gigabytes.
+    let claimed = match packed.get(..4) {
+        Some(&[a, b, c, d]) => u32::from_le_bytes([a, b, c, d]) as usize,
+        _ => return Err(corrupt("shorter than its length prefix".into())),
+    };
+    if claimed > packed.len().saturating_mul(255) {
+        return Err(corrupt(format!(
+            "claims {claimed} bytes from {} compressed",
+            packed.len()
+        )));
+    }
+    let bytes = lz4_flex::block::decompress_size_prepended(&packed)
+        .map_err(|e| corrupt(format!("does not decompress: {e}")))?;
+    String::from_utf8(bytes).map_err(|e| corrupt(format!("not UTF-8: {e}")))
+}
+
 pub(super) fn json<T: serde::Serialize>(what: &'static str, value: &T) -> StoreResult<String> {
     serde_json::to_string(value)
         .map_err(|e| StoreError::Unexpected(anyhow::anyhow!("cannot serialise {what}: {e}")))

@@ -11,23 +11,30 @@ use casesync_core::ports::*;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection as Db, OptionalExtension, TransactionBehavior, params};
 
-use super::codec::{CorruptRow, RowDecoder, json, json_error_position, parse_timestamp, timestamp};
+use super::codec::{
+    CorruptRow, RowDecoder, body_json, json, json_error_position, pack_body, parse_timestamp,
+    timestamp,
+};
 use super::{SqliteStore, run_blocking, sql_error};
 
 /// Points serialised between two yields to the runtime.
 const ENCODE_CHUNK: usize = 8;
 
-/// A data point ready for its row: serialised once; hashed from the same bytes.
+/// A data point ready for its row: serialised once; hashed and compressed from the same bytes.
 struct EncodedPoint {
     id: String,
     connection_id: String,
     case_id: String,
     channel: String,
     modstamp: DateTime<Utc>,
-    /// Filled in by [`EncodedPoint::hash`] on the blocking pool.
+    /// Filled in by [`EncodedPoint::finish`] on the blocking pool, with `escaped_len` and
+    /// `packed`.
     hash: String,
     escaped_len: i64,
+    /// The JSON, until `finish` packs it.
     body: String,
+    /// `body` as stored (see `pack_body`).
+    packed: Vec<u8>,
 }
 
 impl EncodedPoint {
@@ -43,14 +50,17 @@ impl EncodedPoint {
             hash: String::new(),
             escaped_len: 0,
             body: json("a data point", p)?,
+            packed: Vec::new(),
         })
     }
 
-    /// Exactly `DataPoint::content_hash` (the core's digest of the serde_json bytes), computed
-    /// from the bytes we store instead of serialising a second time; a test holds them equal.
-    fn hash(&mut self) {
+    /// The hash, exactly `DataPoint::content_hash` (the core's digest of the serde_json bytes),
+    /// computed from the bytes we store instead of serialising a second time (a test holds them
+    /// equal); the escaped length; then the JSON packed for its row (and dropped).
+    fn finish(&mut self) {
         self.hash = casesync_core::data_point::digest(self.body.as_bytes());
         self.escaped_len = i64::try_from(escaped_len(self.body.as_bytes())).unwrap_or(i64::MAX);
+        self.packed = pack_body(&std::mem::take(&mut self.body));
     }
 }
 
@@ -90,15 +100,15 @@ fn upsert_encoded(db: &mut Db, points: &[EncodedPoint]) -> StoreResult<UpsertCou
         let mut insert = tx
             .prepare_cached(
                 "INSERT INTO data_points (connection_id, case_id, system_modstamp, content_hash, \
-                 revision, written_at, body, id, channel, escaped_len) \
-                 VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6, ?7, ?8, ?9)",
+                 revision, written_at, body, body_lz4, id, channel, escaped_len) \
+                 VALUES (?1, ?2, ?3, ?4, 1, ?5, '', ?6, ?7, ?8, ?9)",
             )
             .map_err(err())?;
         let mut update = tx
             .prepare_cached(
                 "UPDATE data_points SET system_modstamp = ?3, content_hash = ?4, \
-                 revision = revision + 1, written_at = ?5, body = ?6, id = ?7, channel = ?8, \
-                 escaped_len = ?9 WHERE connection_id = ?1 AND case_id = ?2",
+                 revision = revision + 1, written_at = ?5, body = '', body_lz4 = ?6, id = ?7, \
+                 channel = ?8, escaped_len = ?9 WHERE connection_id = ?1 AND case_id = ?2",
             )
             .map_err(err())?;
         for p in points {
@@ -115,7 +125,7 @@ fn upsert_encoded(db: &mut Db, points: &[EncodedPoint]) -> StoreResult<UpsertCou
                 timestamp(p.modstamp),
                 p.hash,
                 written_at,
-                p.body,
+                p.packed,
                 p.id,
                 p.channel,
                 p.escaped_len
@@ -170,8 +180,8 @@ impl DataPointWriter for SqliteStore {
         }
         let inner = self.inner.clone();
         run_blocking(move || {
-            // Hash before taking the lock: other writers wait only for SQLite.
-            encoded.iter_mut().for_each(EncodedPoint::hash);
+            // Hash and pack before taking the lock: other writers wait only for SQLite.
+            encoded.iter_mut().for_each(EncodedPoint::finish);
             let counts = {
                 let mut db = inner.writer.lock().unwrap_or_else(PoisonError::into_inner);
                 upsert_encoded(&mut db, &encoded)?
@@ -204,18 +214,27 @@ impl DataPointReader for SqliteStore {
         let connection = connection.clone();
         let case = case.clone();
         self.read(move |db| {
-            let body: Option<String> = db
+            let row: Option<(String, Option<Vec<u8>>)> = db
                 .prepare_cached(
-                    "SELECT body FROM data_points WHERE connection_id = ?1 AND case_id = ?2",
+                    "SELECT body, body_lz4 FROM data_points \
+                     WHERE connection_id = ?1 AND case_id = ?2",
                 )
                 .and_then(|mut s| {
-                    s.query_row([connection.as_str(), case.as_str()], |r| r.get(0))
-                        .optional()
+                    s.query_row([connection.as_str(), case.as_str()], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })
+                    .optional()
                 })
                 .map_err(sql_error(format!("reading data point {connection}/{case}")))?;
-            Ok(body
-                .map(|b| decode_point(connection.as_str(), case.as_str(), &b))
-                .transpose()?)
+            let Some((body, packed)) = row else {
+                return Ok(None);
+            };
+            let json = body_json(|| format!("{connection}/{case}"), body, packed)?;
+            Ok(Some(decode_point(
+                connection.as_str(),
+                case.as_str(),
+                &json,
+            )?))
         })
         .await
     }
@@ -249,14 +268,14 @@ impl DataPointReader for SqliteStore {
         let after = after.map_or_else(String::new, |c| c.as_str().to_owned());
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.read(move |db| {
-            let rows: Vec<(String, String)> = db
+            let rows: Vec<(String, String, Option<Vec<u8>>)> = db
                 .prepare_cached(
-                    "SELECT case_id, body FROM data_points WHERE connection_id = ?1 \
+                    "SELECT case_id, body, body_lz4 FROM data_points WHERE connection_id = ?1 \
                      AND case_id > ?2 ORDER BY case_id LIMIT ?3",
                 )
                 .and_then(|mut s| {
                     s.query_map(params![connection.as_str(), after, limit], |r| {
-                        Ok((r.get(0)?, r.get(1)?))
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
                     })?
                     .collect()
                 })
@@ -264,8 +283,11 @@ impl DataPointReader for SqliteStore {
                     "listing the data points of connection {connection}"
                 )))?;
             Ok(rows
-                .iter()
-                .map(|(case, body)| decode_point(connection.as_str(), case, body))
+                .into_iter()
+                .map(|(case, body, packed)| {
+                    let json = body_json(|| format!("{connection}/{case}"), body, packed)?;
+                    decode_point(connection.as_str(), &case, &json)
+                })
                 .collect::<Result<_, _>>()?)
         })
         .await
@@ -316,14 +338,14 @@ impl SqliteStore {
         let after = after.map_or_else(String::new, |c| c.as_str().to_owned());
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.read(move |db| {
-            let rows: Vec<(String, String)> = db
+            let rows: Vec<(String, String, Option<Vec<u8>>)> = db
                 .prepare_cached(
-                    "SELECT case_id, body FROM data_points WHERE connection_id = ?1 \
+                    "SELECT case_id, body, body_lz4 FROM data_points WHERE connection_id = ?1 \
                      AND case_id > ?2 ORDER BY case_id LIMIT ?3",
                 )
                 .and_then(|mut s| {
                     s.query_map(params![connection.as_str(), after, limit], |r| {
-                        Ok((r.get(0)?, r.get(1)?))
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
                     })?
                     .collect()
                 })
@@ -331,13 +353,14 @@ impl SqliteStore {
                     "exporting the data points of connection {connection}"
                 )))?;
             rows.into_iter()
-                .map(|(case, body)| {
+                .map(|(case, body, packed)| {
                     let key = format!("{connection}/{case}");
                     let d = RowDecoder {
                         table: "data_points",
                         key: &key,
                     };
-                    Ok((d.parse("case_id", &case, CaseId::parse)?, body))
+                    let json = body_json(|| key.clone(), body, packed)?;
+                    Ok((d.parse("case_id", &case, CaseId::parse)?, json))
                 })
                 .collect()
         })
@@ -379,9 +402,16 @@ mod tests {
     fn the_stored_hash_is_the_core_content_hash() {
         let p = sample();
         let mut e = EncodedPoint::new(&p).unwrap();
-        e.hash();
+        let json = e.body.clone();
+        e.finish();
         assert_eq!(e.hash, p.content_hash());
-        assert_eq!(serde_json::from_str::<DataPoint>(&e.body).unwrap(), p);
+        assert_eq!(e.escaped_len as u64, escaped_len(json.as_bytes()));
+        let stored = body_json(String::new, String::new(), Some(e.packed.clone())).unwrap();
+        assert_eq!(
+            stored, json,
+            "the packed body unpacks to the JSON, byte for byte"
+        );
+        assert_eq!(serde_json::from_str::<DataPoint>(&stored).unwrap(), p);
     }
 
     #[test]
