@@ -5,9 +5,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use casesync_core::data_point::DataPoint;
 use casesync_core::domain::{ApiVersion, BackfillWindow, ChannelName, LoginUrl, QueueScope};
 use casesync_core::manage::connect::{self, ConnectionSettings};
-use casesync_core::ports::{DataPointReader, SystemClock};
+use casesync_core::ports::{
+    DataPointReader, DataPointWriter, StoreResult, SystemClock, UpsertCounts,
+};
 use casesync_core::salesforce::{HttpSettings, OAuthApp, Salesforce};
 use casesync_core::sync::{SyncConfig, SyncEngine, SyncOutcome};
 use casesync_local::DataDir;
@@ -28,6 +31,30 @@ pub struct ChildArgs {
     /// Parallel slices of the backfill (1: one stream, as the earlier figures measured).
     #[arg(long, default_value_t = 1)]
     pub slices: usize,
+    /// Where the data points go: the CLI's SQLite store, or DynamoDB items built as the AWS
+    /// store builds them and dropped (the AWS runtime's CPU without the network).
+    #[arg(long, value_enum, default_value_t = Sink::Sqlite)]
+    pub sink: Sink,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Sink {
+    Sqlite,
+    DynamoItems,
+}
+
+/// Builds each point's DynamoDB items and drops them; every point counts as created.
+struct DynamoItems;
+
+#[async_trait::async_trait]
+impl DataPointWriter for DynamoItems {
+    async fn upsert_data_points(&self, points: &[DataPoint]) -> StoreResult<UpsertCounts> {
+        casesync_aws::DynamoDataPointStore::encode_items(points)?;
+        Ok(UpsertCounts {
+            created: points.len() as u64,
+            ..UpsertCounts::default()
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -97,9 +124,13 @@ pub async fn run(args: ChildArgs) -> anyhow::Result<()> {
         Utc::now(),
     )
     .await?;
+    let points: Arc<dyn DataPointWriter> = match args.sink {
+        Sink::Sqlite => store.clone(),
+        Sink::DynamoItems => Arc::new(DynamoItems),
+    };
     let engine = SyncEngine::new(
         store.clone(),
-        store.clone(),
+        points,
         secrets,
         Arc::new(SystemClock),
         salesforce,
@@ -138,7 +169,10 @@ pub async fn run(args: ChildArgs) -> anyhow::Result<()> {
     result.wall_s = started.elapsed().as_secs_f64();
     result.cpu_s = cpu_seconds() - cpu_before;
     result.peak_rss_kib = peak_rss_kib();
-    result.stored = store.count_data_points(&connection.id).await?;
+    result.stored = match args.sink {
+        Sink::Sqlite => store.count_data_points(&connection.id).await?,
+        Sink::DynamoItems => result.cases,
+    };
     println!("{}", serde_json::to_string(&result)?);
     Ok(())
 }

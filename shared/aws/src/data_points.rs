@@ -252,6 +252,19 @@ impl DynamoDataPointStore {
         ))
     }
 
+    /// The items a first write of `points` puts (heads, and parts for large bodies), built and
+    /// dropped without a request: the CPU a write costs before the SDK and the network (the
+    /// benchmark's DynamoDB figure). Returns how many items that is.
+    pub fn encode_items(points: &[DataPoint]) -> StoreResult<usize> {
+        let mut items = 0;
+        for point in points {
+            let encoded = point.encode();
+            let (_head, parts) = Self::plan(point, &encoded, None)?;
+            items += 1 + parts.len();
+        }
+        Ok(items)
+    }
+
     fn part_deletes(connection: &str, case: &str, set: &PartSet) -> Vec<WriteRequest> {
         (0..set.count)
             .map(|i| {
