@@ -20,47 +20,37 @@ use super::{SqliteStore, run_blocking, sql_error};
 /// Points serialised between two yields to the runtime.
 const ENCODE_CHUNK: usize = 8;
 
-/// A data point ready for its row: serialised once; hashed and compressed from the same bytes.
+/// A data point ready for its row: serialised once, hashed and compressed from the same bytes,
+/// and only the compressed bytes kept (a page's points are never all held as JSON at once).
 struct EncodedPoint {
     id: String,
     connection_id: String,
     case_id: String,
     channel: String,
     modstamp: DateTime<Utc>,
-    /// Filled in by [`EncodedPoint::finish`] on the blocking pool, with `escaped_len` and
-    /// `packed`.
     hash: String,
     escaped_len: i64,
-    /// The JSON, until `finish` packs it.
-    body: String,
-    /// `body` as stored (see `pack_body`).
+    /// The JSON as stored (see `pack_body`).
     packed: Vec<u8>,
 }
 
 impl EncodedPoint {
-    /// Serialises `p`: the only per-point work done on the caller's thread (it replaces a deep
-    /// clone of the point, which `spawn_blocking` would otherwise need, and costs about as much).
+    /// Serialises `p` on the caller's thread (which replaces a deep clone of the point that
+    /// `spawn_blocking` would otherwise need, and costs about as much); the hash, exactly
+    /// `DataPoint::content_hash` (the core's digest of the serde_json bytes), is computed from
+    /// the bytes we store instead of serialising a second time (a test holds them equal).
     fn new(p: &DataPoint) -> StoreResult<Self> {
+        let body = json("a data point", p)?;
         Ok(Self {
             id: p.id.clone(),
             connection_id: p.connection_id.as_str().to_owned(),
             case_id: p.case_id.as_str().to_owned(),
             channel: p.channel.as_str().to_owned(),
             modstamp: p.system_modstamp,
-            hash: String::new(),
-            escaped_len: 0,
-            body: json("a data point", p)?,
-            packed: Vec::new(),
+            hash: casesync_core::data_point::digest(body.as_bytes()),
+            escaped_len: i64::try_from(escaped_len(body.as_bytes())).unwrap_or(i64::MAX),
+            packed: pack_body(&body),
         })
-    }
-
-    /// The hash, exactly `DataPoint::content_hash` (the core's digest of the serde_json bytes),
-    /// computed from the bytes we store instead of serialising a second time (a test holds them
-    /// equal); the escaped length; then the JSON packed for its row (and dropped).
-    fn finish(&mut self) {
-        self.hash = casesync_core::data_point::digest(self.body.as_bytes());
-        self.escaped_len = i64::try_from(escaped_len(self.body.as_bytes())).unwrap_or(i64::MAX);
-        self.packed = pack_body(&std::mem::take(&mut self.body));
     }
 }
 
@@ -166,9 +156,9 @@ impl DataPointWriter for SqliteStore {
         if points.is_empty() {
             return Ok(UpsertCounts::default());
         }
-        // Serialising is CPU work on the caller's thread (about 15 µs per 20 KB point, cheaper
-        // than the deep clone `spawn_blocking` would need instead): yield between chunks so that
-        // other tasks on this worker keep running.
+        // Encoding is CPU work on the caller's thread (about 40 µs per 24 KB point: JSON, digest,
+        // LZ4; cheaper than the deep clone `spawn_blocking` would need instead): yield between
+        // chunks so that other tasks on this worker keep running.
         let mut encoded = Vec::with_capacity(points.len());
         for chunk in points.chunks(ENCODE_CHUNK) {
             for p in chunk {
@@ -180,8 +170,6 @@ impl DataPointWriter for SqliteStore {
         }
         let inner = self.inner.clone();
         run_blocking(move || {
-            // Hash and pack before taking the lock: other writers wait only for SQLite.
-            encoded.iter_mut().for_each(EncodedPoint::finish);
             let counts = {
                 let mut db = inner.writer.lock().unwrap_or_else(PoisonError::into_inner);
                 upsert_encoded(&mut db, &encoded)?
@@ -401,9 +389,8 @@ mod tests {
     #[test]
     fn the_stored_hash_is_the_core_content_hash() {
         let p = sample();
-        let mut e = EncodedPoint::new(&p).unwrap();
-        let json = e.body.clone();
-        e.finish();
+        let e = EncodedPoint::new(&p).unwrap();
+        let json = serde_json::to_string(&p).unwrap();
         assert_eq!(e.hash, p.content_hash());
         assert_eq!(e.escaped_len as u64, escaped_len(json.as_bytes()));
         let stored = body_json(String::new, String::new(), Some(e.packed.clone())).unwrap();
