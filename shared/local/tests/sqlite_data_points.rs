@@ -509,3 +509,42 @@ async fn points_survive_reopening_the_database() {
         "the stored hash matches DataPoint::content_hash"
     );
 }
+
+#[tokio::test]
+async fn a_version_3_database_is_upgraded_in_place_and_its_points_read_as_before() {
+    let (dir, store) = temp_store();
+    let conn = ConnectionId::new_random();
+    let p = point(&conn, &case(1), secs(0), 8_000);
+    let json = serde_json::to_string(&p).unwrap();
+    store
+        .upsert_data_points(std::slice::from_ref(&p))
+        .await
+        .unwrap();
+    let path = store.path().to_owned();
+    drop(store);
+    // The database as version 3 left it: the JSON in `body`, no `body_lz4` column.
+    {
+        let raw = rusqlite::Connection::open(&path).unwrap();
+        raw.execute_batch(&format!(
+            "UPDATE data_points SET body = '{}', body_lz4 = NULL; \
+             ALTER TABLE data_points DROP COLUMN body_lz4; PRAGMA user_version = 3;",
+            json.replace('\'', "''")
+        ))
+        .unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = raw
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, casesync_local::SCHEMA_VERSION);
+    assert_eq!(
+        store.get_data_point(&conn, &case(1)).await.unwrap(),
+        Some(p.clone())
+    );
+    assert_eq!(
+        store.list_data_point_json(&conn, None, 10).await.unwrap(),
+        vec![(case(1), json)]
+    );
+    drop(dir);
+}
