@@ -129,7 +129,15 @@ pub async fn figures(cases: usize) -> anyhow::Result<Vec<Row>> {
         EventBridgePublisher::new(aws.eventbridge(), &bus).with_metrics(metrics.clone()),
     );
     let mut publish = async || -> anyhow::Result<()> {
+        // A few batches of stream records at most (1,000 a batch); a stream that never ends
+        // would hang the benchmark, so it is an error.
+        let mut batches = 0;
         while let Some(event) = stream.next_event().await {
+            batches += 1;
+            anyhow::ensure!(
+                batches <= 100,
+                "the table's stream handed on more than 100 batches for a few hundred writes"
+            );
             let event: Event = serde_json::from_value(event)?;
             let response = publisher.process(event).await;
             anyhow::ensure!(response.batch_item_failures.is_empty(), "{response:?}");

@@ -440,6 +440,9 @@ pub struct StreamReader {
     http: reqwest::Client,
     stream_arn: String,
     iterator: Option<String>,
+    /// The highest sequence number handed on: a record at or below it is not handed on again
+    /// (moto has been seen serving the same records again, which would loop a reader forever).
+    last_sequence: Option<u128>,
 }
 
 impl StreamReader {
@@ -507,6 +510,7 @@ impl StreamReader {
             http,
             stream_arn,
             iterator,
+            last_sequence: None,
         }
     }
 
@@ -521,9 +525,26 @@ impl StreamReader {
         )
         .await;
         self.iterator = got["NextShardIterator"].as_str().map(str::to_owned);
-        let mut records = got["Records"].as_array().cloned().unwrap_or_default();
+        let sequence = |r: &serde_json::Value| {
+            r["dynamodb"]["SequenceNumber"]
+                .as_str()
+                .and_then(|n| n.parse::<u128>().ok())
+        };
+        let mut records: Vec<serde_json::Value> = got["Records"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| match (sequence(r), self.last_sequence) {
+                (Some(n), Some(last)) => n > last,
+                _ => true,
+            })
+            .collect();
         if records.is_empty() {
             return None;
+        }
+        if let Some(max) = records.iter().filter_map(sequence).max() {
+            self.last_sequence = Some(self.last_sequence.map_or(max, |l| l.max(max)));
         }
         for r in &mut records {
             r["eventSourceARN"] = serde_json::Value::String(self.stream_arn.clone());
