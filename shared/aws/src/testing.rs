@@ -441,7 +441,7 @@ pub struct StreamReader {
     stream_arn: String,
     iterator: Option<String>,
     /// The highest sequence number handed on: a record at or below it is not handed on again
-    /// (moto has been seen serving the same records again, which would loop a reader forever).
+    /// (a reader looping on records served again would never end).
     last_sequence: Option<u128>,
 }
 
