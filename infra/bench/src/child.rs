@@ -31,8 +31,9 @@ pub struct ChildArgs {
     /// Parallel slices of the backfill (1: one stream, as the earlier figures measured).
     #[arg(long, default_value_t = 1)]
     pub slices: usize,
-    /// Where the data points go: the CLI's SQLite store, or DynamoDB items built as the AWS
-    /// store builds them and dropped (the AWS runtime's CPU without the network).
+    /// Where the data points go: the CLI's SQLite store, DynamoDB items built as the AWS store
+    /// builds them and dropped (the AWS runtime's CPU without the network), or nowhere (what
+    /// reading and mapping alone cost).
     #[arg(long, value_enum, default_value_t = Sink::Sqlite)]
     pub sink: Sink,
 }
@@ -41,6 +42,20 @@ pub struct ChildArgs {
 pub enum Sink {
     Sqlite,
     DynamoItems,
+    Discard,
+}
+
+/// Drops every point: what reading and mapping alone cost.
+struct Discard;
+
+#[async_trait::async_trait]
+impl DataPointWriter for Discard {
+    async fn upsert_data_points(&self, points: &[DataPoint]) -> StoreResult<UpsertCounts> {
+        Ok(UpsertCounts {
+            created: points.len() as u64,
+            ..UpsertCounts::default()
+        })
+    }
 }
 
 /// Builds each point's DynamoDB items and drops them; every point counts as created.
@@ -127,6 +142,7 @@ pub async fn run(args: ChildArgs) -> anyhow::Result<()> {
     let points: Arc<dyn DataPointWriter> = match args.sink {
         Sink::Sqlite => store.clone(),
         Sink::DynamoItems => Arc::new(DynamoItems),
+        Sink::Discard => Arc::new(Discard),
     };
     let engine = SyncEngine::new(
         store.clone(),
@@ -171,7 +187,7 @@ pub async fn run(args: ChildArgs) -> anyhow::Result<()> {
     result.peak_rss_kib = peak_rss_kib();
     result.stored = match args.sink {
         Sink::Sqlite => store.count_data_points(&connection.id).await?,
-        Sink::DynamoItems => result.cases,
+        Sink::DynamoItems | Sink::Discard => result.cases,
     };
     println!("{}", serde_json::to_string(&result)?);
     Ok(())

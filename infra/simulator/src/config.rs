@@ -219,6 +219,8 @@ pub struct Stats {
     /// Pages served (new queries and locator pages) and rows in them (parents only).
     pub pages_served: u64,
     pub records_served: u64,
+    /// Bytes of JSON in the query pages and child-list pages served.
+    pub page_bytes_served: u64,
     /// The SOQL received (last 1,000).
     pub soql: Vec<String>,
     /// The most data calls being answered at once (the configured latency included): how

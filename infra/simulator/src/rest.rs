@@ -501,9 +501,12 @@ fn build_page(
     (page, i)
 }
 
-fn serialize(value: &ListSer<'_>) -> Resp {
+fn serialize(sh: &Shared, value: &ListSer<'_>) -> Resp {
     match serde_json::to_vec(value) {
-        Ok(v) => http::body(StatusCode::OK, "application/json;charset=UTF-8", v),
+        Ok(v) => {
+            sh.state().stats.page_bytes_served += v.len() as u64;
+            http::body(StatusCode::OK, "application/json;charset=UTF-8", v)
+        }
         Err(e) => sf_error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "UNKNOWN_EXCEPTION",
@@ -575,14 +578,10 @@ fn new_query(
         st.stats.pages_served += 1;
         st.stats.records_served += page.len() as u64;
     }
-    serialize(&ListSer::page(
-        &org,
-        &plan,
-        rows.len(),
-        next_url.as_deref(),
-        &page,
-        version,
-    ))
+    serialize(
+        sh,
+        &ListSer::page(&org, &plan, rows.len(), next_url.as_deref(), &page, version),
+    )
 }
 
 enum Found {
@@ -630,14 +629,10 @@ fn more(
                 st.stats.pages_served += 1;
                 st.stats.records_served += page.len() as u64;
             }
-            serialize(&ListSer::page(
-                &org,
-                &plan,
-                rows.len(),
-                next_url.as_deref(),
-                &page,
-                version,
-            ))
+            serialize(
+                sh,
+                &ListSer::page(&org, &plan, rows.len(), next_url.as_deref(), &page, version),
+            )
         }
         Found::Child(plan, rows) => {
             let Some(child_plan) = plan.child.as_deref() else {
@@ -651,14 +646,17 @@ fn more(
             let next_url = (end < rows.len())
                 .then(|| format!("/services/data/{version}/query/{locator}-{end}"));
             let org = sh.org();
-            serialize(&ListSer::children(
-                &org,
-                child_plan,
-                rows.len(),
-                next_url.as_deref(),
-                &rows[offset..end],
-                version,
-            ))
+            serialize(
+                sh,
+                &ListSer::children(
+                    &org,
+                    child_plan,
+                    rows.len(),
+                    next_url.as_deref(),
+                    &rows[offset..end],
+                    version,
+                ),
+            )
         }
     }
 }
