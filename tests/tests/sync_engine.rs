@@ -932,22 +932,55 @@ fn sliced(readers: usize) -> SyncConfig {
 /// Case id and SystemModstamp, of each closed queue Case or stored data point.
 type Versions = BTreeSet<(String, chrono::DateTime<chrono::Utc>)>;
 
-/// The org's closed Cases in the queue, and the stored points alike.
-fn org_and_points(h: &Harness, queue: &str) -> (Versions, Versions) {
-    let expected = h.sim.with_org(|o| {
+/// The org's closed Cases in the queue.
+fn org_cases(h: &Harness, queue: &str) -> Versions {
+    h.sim.with_org(|o| {
         o.cases()
             .iter()
             .filter(|c| c.is_closed() && c.owner_id.as_str() == queue)
             .map(|c| (c.id.as_str().to_owned(), c.system_modstamp))
             .collect()
-    });
-    let points = h.points();
-    let got: BTreeSet<_> = points
+    })
+}
+
+/// The stored points of one connection, or of all; each Case once.
+fn stored(h: &Harness, connection: Option<&casesync_core::domain::ConnectionId>) -> Versions {
+    let points: Vec<_> = h
+        .points()
+        .into_iter()
+        .filter(|p| connection.is_none_or(|c| &p.connection_id == c))
+        .collect();
+    let got: Versions = points
         .iter()
         .map(|p| (p.case_id.to_string(), p.system_modstamp))
         .collect();
     assert_eq!(got.len(), points.len(), "a Case is stored twice");
-    (expected, got)
+    got
+}
+
+/// The org's closed Cases in the queue, and the stored points alike.
+fn org_and_points(h: &Harness, queue: &str) -> (Versions, Versions) {
+    (org_cases(h, queue), stored(h, None))
+}
+
+/// A harness with 4 readers over an org of `cases` closed Cases a minute apart from 6 days
+/// ago, answering each call after `latency`; and the Cases' queue.
+async fn sliced_org(cases: i64, latency: Duration) -> (Harness, String) {
+    let (mut org, q) = org_with_queue();
+    for i in 0..cases {
+        closed_case(&mut org, &q, minutes_ago(6 * 24 * 60 - i), "c");
+    }
+    let h = Harness::start_with(
+        SimConfig {
+            latency,
+            ..SimConfig::default()
+        },
+        org,
+        sliced(4),
+        test_http(),
+    )
+    .await;
+    (h, q)
 }
 
 #[tokio::test]
@@ -996,20 +1029,7 @@ async fn a_sliced_backfill_reads_every_case_once_ties_on_the_bounds_included() {
 async fn a_sliced_backfill_cut_short_resumes_every_slice_where_it_stopped() {
     // 8,000 Cases in pages of 200 are at least 40 pages; four readers at 60 ms a page need at
     // least 600 ms, so a run given 300 ms cannot finish, however fast the machine.
-    let (mut org, q) = org_with_queue();
-    for i in 0..8_000i64 {
-        closed_case(&mut org, &q, minutes_ago(6 * 24 * 60 - i), "c");
-    }
-    let h = Harness::start_with(
-        SimConfig {
-            latency: Duration::from_millis(60),
-            ..SimConfig::default()
-        },
-        org,
-        sliced(4),
-        test_http(),
-    )
-    .await;
+    let (h, q) = sliced_org(8_000, Duration::from_millis(60)).await;
     let conn = h.connect(QueueScope::All, BackfillWindow::Days7).await;
 
     // A run out of time leaves its plan, each slice at its own position
@@ -1062,20 +1082,7 @@ async fn a_sliced_backfill_cut_short_resumes_every_slice_where_it_stopped() {
 async fn backfills_of_one_org_share_its_readers() {
     // Given an org with 6,000 closed Cases, two connections to it, and 4 readers per org:
     // each slice is at least 3 pages of 600 at 100 ms, so no run given 150 ms can finish
-    let (mut org, q) = org_with_queue();
-    for i in 0..6_000i64 {
-        closed_case(&mut org, &q, minutes_ago(6 * 24 * 60 - i), "c");
-    }
-    let h = Harness::start_with(
-        SimConfig {
-            latency: Duration::from_millis(100),
-            ..SimConfig::default()
-        },
-        org,
-        sliced(4),
-        test_http(),
-    )
-    .await;
+    let (h, q) = sliced_org(6_000, Duration::from_millis(100)).await;
     let a = h.connect(QueueScope::All, BackfillWindow::Days7).await;
     let b = h.connect(QueueScope::All, BackfillWindow::Days7).await;
     assert!(a.org_id.is_some() && a.org_id == b.org_id, "{a:?}");
@@ -1109,27 +1116,9 @@ async fn backfills_of_one_org_share_its_readers() {
     assert_eq!(rb.last().map(|r| r.outcome), Some(SyncOutcome::Done));
     let peak = h.sim.stats().peak_in_flight;
     assert!((2..=4).contains(&peak), "{peak} requests at once");
-    let (expected, _) = h.sim.with_org(|o| {
-        let all: Versions = o
-            .cases()
-            .iter()
-            .filter(|c| c.is_closed() && c.owner_id.as_str() == q)
-            .map(|c| (c.id.as_str().to_owned(), c.system_modstamp))
-            .collect();
-        (all, ())
-    });
+    let expected = org_cases(&h, &q);
     for c in [&a, &b] {
-        let points: Vec<_> = h
-            .points()
-            .into_iter()
-            .filter(|p| p.connection_id == c.id)
-            .collect();
-        let got: Versions = points
-            .iter()
-            .map(|p| (p.case_id.to_string(), p.system_modstamp))
-            .collect();
-        assert_eq!(got.len(), points.len(), "a Case is stored twice");
-        assert_eq!(got, expected);
+        assert_eq!(stored(&h, Some(&c.id)), expected);
     }
 }
 
