@@ -727,6 +727,45 @@ async fn sliced_backfill(scale: &Scale) -> anyhow::Result<Vec<Row>> {
             },
         });
     }
+    // The AWS runtime: the default 4 slices into DynamoDB items (built as the store builds them,
+    // then dropped), and what that CPU makes of the backfill on a 1,024 MB Lambda, which gets
+    // 1,024 / 1,769 of a vCPU (Lambda allots one full vCPU at 1,769 MB).
+    let (r, _) = child_backfill_with(
+        &shape,
+        casesync_core::sync::DEFAULT_BATCH_SIZE,
+        4,
+        None,
+        None,
+        "dynamo-items",
+    )
+    .await?;
+    let share = 1_024.0 / 1_769.0;
+    let cpu_bound = r.cpu_s / share;
+    let estimate = r.wall_s.max(cpu_bound);
+    rows.push(Row {
+        figure: format!(
+            "backfill of {n} Cases at {latency_ms} ms per call, P = 4, on a 1,024 MB Lambda's CPU \
+             share ({share:.2} vCPU), into DynamoDB items (estimated)"
+        ),
+        measured: format!(
+            "{:.1} CPU-s here ({:.0} Cases/CPU-s) = {cpu_bound:.1} s of the Lambda's share; wall \
+             here {:.1} s; estimated {:.0} s ({})",
+            r.cpu_s,
+            r.cases as f64 / r.cpu_s.max(1e-9),
+            r.wall_s,
+            estimate,
+            if cpu_bound > r.wall_s {
+                "bound by CPU"
+            } else {
+                "bound by Salesforce's latency"
+            },
+        ),
+        limit: "the larger of the wall time and CPU-seconds / share; DynamoDB's requests not \
+                included"
+            .into(),
+        target: "stated".into(),
+        verdict: Verdict::Info,
+    });
     // Another client of the same user opens a query cursor every second while 8 slices read:
     // with 10 open cursors per user, every new one invalidates the oldest, often a slice's.
     let every = Duration::from_secs(1);
