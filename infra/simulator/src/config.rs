@@ -53,6 +53,14 @@ pub struct SimConfig {
     pub seed: u64,
     /// Scopes granted when the authorize request names none.
     pub default_scope: String,
+    /// Answers under `/services/data` are gzip-compressed when the request accepts gzip, as
+    /// Salesforce does ("it isn't required to compress the response ... but it normally does").
+    #[serde(default = "yes")]
+    pub gzip: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for SimConfig {
@@ -77,6 +85,7 @@ impl Default for SimConfig {
             instance_port: 0,
             seed: 1,
             default_scope: "api refresh_token".into(),
+            gzip: true,
         }
     }
 }
@@ -221,6 +230,8 @@ pub struct Stats {
     pub records_served: u64,
     /// Bytes of JSON in the query pages and child-list pages served.
     pub page_bytes_served: u64,
+    /// Answers under `/services/data` sent gzip-compressed.
+    pub gzip_responses: u64,
     /// The SOQL received (last 1,000).
     pub soql: Vec<String>,
     /// The most data calls being answered at once (the configured latency included): how

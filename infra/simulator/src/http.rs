@@ -2,7 +2,9 @@
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::header::{
+    ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderValue, VARY,
+};
 use hyper::{Response, StatusCode};
 use serde::Serialize;
 
@@ -28,6 +30,62 @@ pub fn body(status: StatusCode, content_type: &'static str, body: impl Into<Byte
             .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     }
     r
+}
+
+/// Whether an `Accept-Encoding` header admits gzip: `gzip`, `x-gzip` or `*`, unless its
+/// q-value is 0.
+pub fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|item| {
+            let mut parts = item.split(';');
+            let coding = parts.next().unwrap_or_default().trim();
+            let refused = parts.any(|p| {
+                p.trim()
+                    .strip_prefix("q=")
+                    .and_then(|q| q.trim().parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            ["gzip", "x-gzip", "*"]
+                .iter()
+                .any(|c| coding.eq_ignore_ascii_case(c))
+                && !refused
+        })
+}
+
+/// `resp` with its body gzip-compressed (at the fastest level: the simulator shares its machine
+/// with the client it serves), or unchanged when it has no body.
+pub async fn gzip(resp: Resp) -> Resp {
+    use http_body_util::BodyExt;
+    use std::io::Write;
+    let (mut parts, body) = resp.into_parts();
+    let Ok(collected) = body.collect().await;
+    let bytes = collected.to_bytes();
+    if bytes.is_empty() {
+        return Response::from_parts(parts, Full::new(bytes));
+    }
+    let mut encoder = flate2::write::GzEncoder::new(
+        Vec::with_capacity(bytes.len() / 4),
+        flate2::Compression::fast(),
+    );
+    let compressed = encoder.write_all(&bytes).and_then(|()| encoder.finish());
+    match compressed {
+        Ok(gz) => {
+            parts
+                .headers
+                .insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            parts
+                .headers
+                .insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+            parts.headers.remove(CONTENT_LENGTH);
+            Response::from_parts(parts, Full::new(Bytes::from(gz)))
+        }
+        // Writing into memory does not fail; if it did, the answer goes out as it was.
+        Err(_) => Response::from_parts(parts, Full::new(bytes)),
+    }
 }
 
 pub fn json(status: StatusCode, value: &impl Serialize) -> Resp {

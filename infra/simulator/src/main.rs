@@ -37,6 +37,10 @@ struct Args {
     /// Bytes per generated email body, `MIN-MAX` (with --cases).
     #[arg(long, default_value = "500-8000", value_parser = parse_range)]
     body_bytes: (u32, u32),
+    /// Never compress answers (by default they are gzip-compressed when the client accepts it,
+    /// as Salesforce does).
+    #[arg(long)]
+    no_gzip: bool,
 }
 
 fn parse_range(s: &str) -> Result<(u32, u32), String> {
@@ -77,6 +81,7 @@ async fn main() -> anyhow::Result<()> {
         instance_port: args.instance_port,
         rotate_refresh_tokens: args.rotate,
         seed: args.seed,
+        gzip: !args.no_gzip,
         ..SimConfig::default()
     };
     let sim = Simulator::start(config, org)

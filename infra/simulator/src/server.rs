@@ -318,7 +318,16 @@ pub(crate) async fn serve(
                         async move {
                             match host {
                                 Host::Login => crate::oauth::handle(sh, req).await,
-                                Host::Instance => crate::rest::handle(sh, req).await,
+                                Host::Instance => {
+                                    let gzip = sh.cfg().gzip && http::accepts_gzip(req.headers());
+                                    let resp = crate::rest::handle(sh.clone(), req).await?;
+                                    if gzip {
+                                        sh.state().stats.gzip_responses += 1;
+                                        Ok(http::gzip(resp).await)
+                                    } else {
+                                        Ok(resp)
+                                    }
+                                }
                             }
                         }
                     });

@@ -720,3 +720,72 @@ async fn latency_applies_to_data_calls() {
     assert_eq!(ctx.get(&format!("{V}/limits")).await.status, StatusCode::OK);
     assert!(t.elapsed() >= Duration::from_millis(150));
 }
+
+#[tokio::test]
+async fn answers_are_gzip_compressed_when_the_client_accepts_it_as_salesforce_does() {
+    let (org, _) = org_with_cases(30, utc(2024, 3, 4, 17, 0, 0));
+    let ctx = start(SimConfig::default(), org).await;
+    // A client that neither asks for compression nor undoes it, so the wire is seen as is.
+    let raw = reqwest::Client::builder().no_gzip().build().unwrap();
+    let url = format!(
+        "{}{V}/query?q=SELECT+Id,Subject+FROM+Case",
+        ctx.sim.instance_url()
+    );
+    let get = |accept: Option<&'static str>, url: String| {
+        let mut req = raw.get(url).bearer_auth(&ctx.token);
+        if let Some(a) = accept {
+            req = req.header("Accept-Encoding", a);
+        }
+        async move {
+            let r = req.send().await.unwrap();
+            let encoding = r
+                .headers()
+                .get("content-encoding")
+                .map(|v| v.to_str().unwrap().to_owned());
+            (r.status(), encoding, r.bytes().await.unwrap().to_vec())
+        }
+    };
+    let gunzip = |bytes: &[u8]| {
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(bytes), &mut out)
+            .expect("a gzip stream");
+        out
+    };
+
+    let (status, encoding, plain) = get(None, url.clone()).await;
+    assert_eq!((status, encoding), (StatusCode::OK, None));
+    let (status, encoding, gz) = get(Some("gzip, deflate"), url.clone()).await;
+    assert_eq!(
+        (status, encoding.as_deref()),
+        (StatusCode::OK, Some("gzip"))
+    );
+    assert!(gz.len() < plain.len());
+    let (a, b): (Value, Value) = (
+        serde_json::from_slice(&plain).unwrap(),
+        serde_json::from_str(&gunzip(&gz)).unwrap(),
+    );
+    // The same page (each new query gets its own locator, the rest is equal).
+    assert_eq!(a["records"], b["records"]);
+    assert_eq!(a["totalSize"], 30);
+
+    // Refused by a zero q-value: not compressed
+    let (_, encoding, _) = get(Some("gzip;q=0, identity"), url.clone()).await;
+    assert_eq!(encoding, None);
+    // Errors are compressed alike
+    let bad = format!(
+        "{}{V}/query?q=SELECT+Nope+FROM+Case",
+        ctx.sim.instance_url()
+    );
+    let (status, encoding, body) = get(Some("gzip"), bad).await;
+    assert_eq!(
+        (status, encoding.as_deref()),
+        (StatusCode::BAD_REQUEST, Some("gzip"))
+    );
+    assert!(gunzip(&body).contains("INVALID_FIELD"), "{}", gunzip(&body));
+    assert_eq!(ctx.sim.stats().gzip_responses, 2);
+
+    // Turned off, nothing is compressed
+    ctx.sim.update_config(|c| c.gzip = false);
+    let (_, encoding, _) = get(Some("gzip"), url).await;
+    assert_eq!(encoding, None);
+}
