@@ -1082,6 +1082,50 @@ async fn a_sliced_backfill_cut_short_resumes_every_slice_where_it_stopped() {
     );
 }
 
+/// Every page's progress: the committed position and the progress point.
+#[derive(Default)]
+struct Pages(std::sync::Mutex<Vec<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)>>);
+
+impl casesync_core::sync::ProgressObserver for Pages {
+    fn on_page(&self, p: &casesync_core::sync::Progress) {
+        let mut pages = self.0.lock().unwrap();
+        pages.push((p.position.system_modstamp, p.progress_point));
+    }
+}
+
+#[tokio::test]
+async fn a_sliced_backfill_reports_the_progress_of_every_slice() {
+    // Given 4 readers over 8,000 Cases a minute apart (the first slice takes many pages)
+    let (h, q) = sliced_org(8_000, Duration::from_millis(5)).await;
+    let conn = h.connect(QueueScope::All, BackfillWindow::Days7).await;
+
+    // When the backfill runs with an observer
+    let pages = Pages::default();
+    let r = h
+        .engine
+        .sync(&conn.id, Duration::from_secs(60), Some(&pages))
+        .await
+        .unwrap();
+    assert_eq!(r.outcome, SyncOutcome::Done, "{r:?}");
+    assert_eq!(stored(&h, None), org_cases(&h, &q));
+
+    // Then progress moves with each page, although the cursor stays in the first slice until
+    // that slice is done
+    let pages = pages.0.into_inner().unwrap();
+    assert!(pages.len() >= 8, "{} pages", pages.len());
+    assert!(
+        pages.windows(2).all(|w| w[0].1 <= w[1].1),
+        "progress never goes back"
+    );
+    let ahead = pages
+        .iter()
+        .filter(|(cursor, point)| point > cursor)
+        .count();
+    assert!(ahead * 2 > pages.len(), "{ahead} of {} pages", pages.len());
+    let last = pages.last().unwrap();
+    assert!(last.1 >= last.0);
+}
+
 #[tokio::test]
 async fn backfills_of_one_org_share_its_readers() {
     // Given an org with 6,000 closed Cases, two connections to it, and 4 readers per org:

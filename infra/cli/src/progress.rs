@@ -121,7 +121,10 @@ impl ProgressObserver for ConnectionProgress {
         match &self.bar {
             Some(bar) => {
                 let total = (p.until - self.start).num_seconds().max(1) as u64;
-                let done = (at - self.start).num_seconds().clamp(0, total as i64) as u64;
+                // Sliced backfills read several spans at once: the bar shows all they read.
+                let done = (p.progress_point - self.start)
+                    .num_seconds()
+                    .clamp(0, total as i64) as u64;
                 bar.set_length(total);
                 bar.set_position(done);
                 bar.set_message(format!(

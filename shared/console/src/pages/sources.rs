@@ -28,7 +28,8 @@ fn importing(c: &Connection) -> bool {
             .is_none_or(|r| r.outcome == SyncOutcome::MoreWork)
 }
 
-/// How far an import has come, by where its cursor stands in its backfill window.
+/// How far an import has come in its backfill window: where its cursor stands, or with a
+/// sliced backfill under way, how much of the window its slices have read.
 fn progress_text(c: &Connection) -> String {
     if c.state == ConnectionState::Pending {
         return "Not started: choose what to import".into();
@@ -43,7 +44,7 @@ fn progress_text(c: &Connection) -> String {
     let now = Utc::now();
     let start = c.backfill.start(now);
     let span = (now - start).num_seconds().max(1) as f64;
-    let done = (c.cursor.system_modstamp - start).num_seconds().max(0) as f64;
+    let done = (c.progress_point() - start).num_seconds().max(0) as f64;
     let pct = (done / span * 100.0).clamp(0.0, 99.0);
     format!("Importing: {pct:.0} %")
 }

@@ -116,6 +116,20 @@ impl BackfillPlan {
         self.slices.iter().all(|s| s.done)
     }
 
+    /// Where one stream would stand with as much left to read as this plan: `until` less what
+    /// every unfinished slice has left. Progress is shown from it, since the cursor stays in
+    /// the first slice until that slice is done while the others read on.
+    pub fn progress_point(&self) -> DateTime<Utc> {
+        let left = self
+            .slices
+            .iter()
+            .filter(|s| !s.done)
+            .fold(TimeDelta::zero(), |left, s| {
+                left + s.remaining().max(TimeDelta::zero())
+            });
+        self.until - left
+    }
+
     /// Splits slice `i` at the middle of what it has left: it keeps the lower half, a new slice
     /// (returned index) takes the upper half. `None` when what is left is under two
     /// [`MIN_SLICE`]s.
@@ -163,6 +177,27 @@ mod tests {
         }
         assert_eq!(plan.slices[7].upper, until);
         assert_eq!(plan.reached(), None, "nothing read yet");
+        assert_eq!(plan.progress_point(), from.system_modstamp);
+    }
+
+    #[test]
+    fn progress_counts_what_every_slice_has_read() {
+        let from = Cursor::at(t("2026-11-01T00:00:00Z"));
+        let mut plan = BackfillPlan::new(&from, t("2026-11-05T00:00:00Z"), 4);
+        let case = |ts: &str, id: &str| Cursor::new(t(ts), CaseId::parse(id).unwrap());
+        // A day's slices: 6 hours read in the first, 12 in the third, the fourth done
+        plan.slices[0].position = case("2026-11-01T06:00:00Z", "500xx000003DHb0");
+        plan.slices[2].position = case("2026-11-03T12:00:00Z", "500xx000003DHb1");
+        plan.slices[3].done = true;
+        assert_eq!(plan.progress_point(), t("2026-11-02T18:00:00Z"));
+        // Splitting a slice moves nothing
+        let before = plan.progress_point();
+        assert!(plan.split(1).is_some());
+        assert_eq!(plan.progress_point(), before);
+        for s in &mut plan.slices {
+            s.done = true;
+        }
+        assert_eq!(plan.progress_point(), plan.until);
     }
 
     #[test]

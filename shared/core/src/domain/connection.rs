@@ -265,6 +265,15 @@ impl Connection {
         .or_else(|| self.last_run.as_ref().and_then(|r| r.error.as_deref()))
     }
 
+    /// How far the import has read, in time: the cursor, or while a sliced backfill is under
+    /// way the point one stream would have reached ([`super::BackfillPlan::progress_point`]).
+    pub fn progress_point(&self) -> DateTime<Utc> {
+        match &self.backfill_plan {
+            Some(plan) => plan.progress_point().max(self.cursor.system_modstamp),
+            None => self.cursor.system_modstamp,
+        }
+    }
+
     /// Records which Connected App issued this connection's refresh token.
     pub fn with_client_id(mut self, client_id: impl Into<String>) -> Self {
         self.client_id = Some(client_id.into());
@@ -289,6 +298,30 @@ mod tests {
         ] {
             assert!(ConnectionId::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_sliced_backfill_progresses_with_every_slice_not_only_the_first() {
+        let now: DateTime<Utc> = "2026-12-06T12:00:00Z".parse().unwrap();
+        let mut c = Connection::new(
+            ConnectionId::new_random(),
+            ChannelName::parse("support").unwrap(),
+            LoginUrl::parse("https://login.salesforce.com").unwrap(),
+            InstanceUrl::parse("https://acme.my.salesforce.com").unwrap(),
+            ApiVersion::DEFAULT,
+            QueueScope::All,
+            BackfillWindow::Days7,
+            now,
+        );
+        let start = c.cursor.system_modstamp;
+        assert_eq!(c.progress_point(), start);
+        let mut plan = super::super::BackfillPlan::new(&c.cursor, now, 4);
+        plan.slices[2].done = true;
+        plan.slices[3].done = true;
+        c.backfill_plan = Some(plan);
+        // The cursor has not moved (the first slice is unfinished); half the window is read.
+        assert_eq!(c.cursor.system_modstamp, start);
+        assert_eq!(c.progress_point(), start + (now - start) / 2);
     }
 
     #[test]

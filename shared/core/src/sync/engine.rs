@@ -37,6 +37,9 @@ pub struct Progress {
     pub position: Cursor,
     /// The end of the range this run reads.
     pub until: DateTime<Utc>,
+    /// How far the run has read, in time: the position, or in a sliced backfill the point one
+    /// stream would have reached (see [`crate::domain::BackfillPlan::progress_point`]).
+    pub progress_point: DateTime<Utc>,
 }
 
 pub trait ProgressObserver: Send + Sync {
@@ -442,6 +445,9 @@ struct Run<'a> {
     /// failure, or in `pending`.
     read_to: Option<Cursor>,
     last_page_time: Duration,
+    /// The end of a sliced backfill this run finished: the stream that follows reports its
+    /// progress from there, as the slices read everything before it.
+    sliced_to: Option<DateTime<Utc>>,
 }
 
 impl<'a> Run<'a> {
@@ -482,6 +488,7 @@ impl<'a> Run<'a> {
             pending: Vec::new(),
             read_to: None,
             last_page_time: Duration::ZERO,
+            sliced_to: None,
         }
     }
 
@@ -667,7 +674,10 @@ impl<'a> Run<'a> {
         self.committed = r.committed.clone();
         self.position = self.committed.clone();
         match super::slices::outcome_of(&r) {
-            (SyncOutcome::Done, _) => Stop::Done,
+            (SyncOutcome::Done, _) => {
+                self.sliced_to = Some(until);
+                Stop::Done
+            }
             (SyncOutcome::MoreWork, _) => Stop::MoreWork,
             (SyncOutcome::Disconnected, e) => Stop::Disconnected(e.unwrap_or_default()),
             (SyncOutcome::Busy, e) => Stop::Busy(e.unwrap_or_default()),
@@ -935,6 +945,9 @@ impl<'a> Run<'a> {
                 },
                 position: self.position.clone(),
                 until: self.until,
+                progress_point: self.sliced_to.map_or(self.position.system_modstamp, |t| {
+                    t.max(self.position.system_modstamp)
+                }),
             });
         }
         None

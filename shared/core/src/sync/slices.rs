@@ -234,6 +234,7 @@ impl SlicedRead<'_> {
                         },
                         position: st.committed.clone(),
                         until: st.plan.until,
+                        progress_point: st.plan.progress_point(),
                     });
                 }
             }
