@@ -5,7 +5,7 @@
 //! | route | body | answer |
 //! |---|---|---|
 //! | `POST /connections` | `{"channel", "login_url"?, "queues"?, "backfill"?, "api_version"?}` | `201 {"authorize_url", "expires_at"}` |
-//! | `GET /connections` | | `200 {"connections": [connection]}` |
+//! | `GET /connections` | | `200 {"connections": [connection]}` (a connection has `progress_point` and `backfill_slices_left`: how far a sliced backfill has read in all) |
 //! | `GET /connections/{id}` | | `200 connection + {"last_lookback_at", "data_points", "failures"}` |
 //! | `PUT /connections/{id}` | `{"queues"?, "backfill"?}` (at least one) | `200 {"changed", "cursor_restarted_at", "message", "connection"}` |
 //! | `GET /connections/{id}/queues` | | `200 {"selected", "queues": [{"id", "name", "developer_name"}]}` |

@@ -126,6 +126,13 @@ pub struct ConnectionView {
     pub created_at: DateTime<Utc>,
     /// Where the next sync starts.
     pub cursor: CursorView,
+    /// How far the import has read, in time: the cursor's stamp, or while a sliced backfill
+    /// is under way the point one stream would have reached with as much left to read (the
+    /// cursor only moves once the first slice is done). The backfill is
+    /// `(progress_point - window start) / (now - window start)` done.
+    pub progress_point: DateTime<Utc>,
+    /// Slices of a sliced backfill still being read; 0 when none is under way.
+    pub backfill_slices_left: usize,
     pub last_run: Option<RunView>,
     /// How many Cases are recorded as failing to map (listed by `GET /connections/{id}`).
     pub failing_cases: usize,
@@ -145,6 +152,8 @@ impl From<&Connection> for ConnectionView {
             backfill: c.backfill.as_str(),
             created_at: c.created_at,
             cursor: (&c.cursor).into(),
+            progress_point: c.progress_point(),
+            backfill_slices_left: c.backfill_slices_left(),
             last_run: c.last_run.as_ref().map(Into::into),
             failing_cases: c.failures.len(),
         }
@@ -270,5 +279,42 @@ impl From<&casesync_core::manage::Revocation> for TokenRevocation {
             status: r.status(),
             message: r.to_string(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use casesync_core::domain::{
+        ApiVersion, BackfillPlan, BackfillWindow, ChannelName, ConnectionId, InstanceUrl, LoginUrl,
+        QueueScope,
+    };
+
+    #[test]
+    fn a_sliced_backfill_shows_how_far_its_slices_have_read() {
+        let now: DateTime<Utc> = "2026-12-06T12:00:00Z".parse().unwrap();
+        let mut c = Connection::new(
+            ConnectionId::new_random(),
+            ChannelName::parse("support").unwrap(),
+            LoginUrl::parse("https://login.salesforce.com").unwrap(),
+            InstanceUrl::parse("https://acme.my.salesforce.com").unwrap(),
+            ApiVersion::DEFAULT,
+            QueueScope::All,
+            BackfillWindow::Days7,
+            now,
+        );
+        let start = c.cursor.system_modstamp;
+        let view = ConnectionView::from(&c);
+        assert_eq!(view.progress_point, start);
+        assert_eq!(view.backfill_slices_left, 0);
+
+        let mut plan = BackfillPlan::new(&c.cursor, now, 4);
+        plan.slices[1].done = true;
+        plan.slices[3].done = true;
+        c.backfill_plan = Some(plan);
+        let view = ConnectionView::from(&c);
+        assert_eq!(view.cursor.system_modstamp, start);
+        assert_eq!(view.progress_point, start + (now - start) / 2);
+        assert_eq!(view.backfill_slices_left, 2);
     }
 }

@@ -98,6 +98,8 @@ async fn list_and_get_show_state_settings_cursor_last_run_counts_and_failures() 
         at(&j["cursor"]["system_modstamp"]),
         c.cursor.system_modstamp
     );
+    assert_eq!(at(&j["progress_point"]), c.cursor.system_modstamp);
+    assert_eq!(j["backfill_slices_left"], 0);
     assert_eq!(j["data_points"], 3);
     assert_eq!(j["last_run"]["outcome"], "done");
     assert_eq!(j["last_run"]["counts"]["created"], 3);

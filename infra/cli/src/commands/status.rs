@@ -24,6 +24,10 @@ struct ConnectionStatus<'a> {
     backfill: &'a str,
     api_version: String,
     cursor: Cursor,
+    /// How far the import has read, in time (every slice of a sliced backfill counted).
+    progress_point: String,
+    /// Slices of a sliced backfill still being read; 0 when none is under way.
+    backfill_slices_left: usize,
     last_sync: Option<&'a SyncReport>,
     data_points: u64,
     /// Cases that could not be mapped and are retried on later syncs.
@@ -89,6 +93,8 @@ fn status_of(c: &Connection, data_points: u64) -> ConnectionStatus<'_> {
             system_modstamp: output::instant(c.cursor.system_modstamp),
             case_id: c.cursor.case_id.as_ref().map(|id| id.to_string()),
         },
+        progress_point: output::instant(c.progress_point()),
+        backfill_slices_left: c.backfill_slices_left(),
         last_sync: c.last_run.as_ref(),
         data_points,
         failing_cases: c.failures.len(),
@@ -112,6 +118,13 @@ fn print_human(c: &Connection, s: &ConnectionStatus) {
         output::instant(c.backfill.start(chrono::Utc::now()))
     );
     outln!("  cursor       {}", output::cursor(&c.cursor));
+    if s.backfill_slices_left > 0 {
+        outln!(
+            "  slices       {} still being read; read through {} in all",
+            s.backfill_slices_left,
+            s.progress_point
+        );
+    }
     match &c.last_run {
         Some(r) => outln!(
             "  last sync    {}: {} ({})",

@@ -43,6 +43,12 @@ async fn the_demo_runs_without_a_terminal_leaves_its_data_and_runs_again() {
     );
     let imported = status[0]["data_points"].as_u64().unwrap();
     assert!(imported > 20, "{status:?}");
+    // A small org is read as one stream: the progress point is the cursor
+    assert_eq!(status[0]["backfill_slices_left"], 0);
+    assert_eq!(
+        status[0]["progress_point"],
+        status[0]["cursor"]["system_modstamp"]
+    );
     let export = Casesync::new(&data, &["export"]).output().await;
     assert_eq!(export.stdout.lines().count() as u64, imported);
 

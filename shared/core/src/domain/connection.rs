@@ -274,6 +274,13 @@ impl Connection {
         }
     }
 
+    /// Slices of a sliced backfill still being read; 0 when none is under way.
+    pub fn backfill_slices_left(&self) -> usize {
+        self.backfill_plan
+            .as_ref()
+            .map_or(0, |p| p.slices.iter().filter(|s| !s.done).count())
+    }
+
     /// Records which Connected App issued this connection's refresh token.
     pub fn with_client_id(mut self, client_id: impl Into<String>) -> Self {
         self.client_id = Some(client_id.into());
@@ -322,6 +329,7 @@ mod tests {
         // The cursor has not moved (the first slice is unfinished); half the window is read.
         assert_eq!(c.cursor.system_modstamp, start);
         assert_eq!(c.progress_point(), start + (now - start) / 2);
+        assert_eq!(c.backfill_slices_left(), 2);
     }
 
     #[test]
