@@ -248,37 +248,11 @@ impl DataPointReader for SqliteStore {
         after: Option<&CaseId>,
         limit: usize,
     ) -> StoreResult<Vec<DataPoint>> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let connection = connection.clone();
-        // No Case id sorts before the empty string.
-        let after = after.map_or_else(String::new, |c| c.as_str().to_owned());
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.read(move |db| {
-            let rows: Vec<(String, String, Option<Vec<u8>>)> = db
-                .prepare_cached(
-                    "SELECT case_id, body, body_lz4 FROM data_points WHERE connection_id = ?1 \
-                     AND case_id > ?2 ORDER BY case_id LIMIT ?3",
-                )
-                .and_then(|mut s| {
-                    s.query_map(params![connection.as_str(), after, limit], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                    })?
-                    .collect()
-                })
-                .map_err(sql_error(format!(
-                    "listing the data points of connection {connection}"
-                )))?;
-            Ok(rows
-                .into_iter()
-                .map(|(case, body, packed)| {
-                    let json = body_json(|| format!("{connection}/{case}"), body, packed)?;
-                    decode_point(connection.as_str(), &case, &json)
-                })
-                .collect::<Result<_, _>>()?)
-        })
-        .await
+        let rows = self.page_json(connection, after, limit, "listing").await?;
+        Ok(rows
+            .iter()
+            .map(|(case, json)| decode_point(connection.as_str(), case, json))
+            .collect::<Result<_, _>>()?)
     }
 }
 
@@ -318,6 +292,32 @@ impl SqliteStore {
         after: Option<&CaseId>,
         limit: usize,
     ) -> StoreResult<Vec<(CaseId, String)>> {
+        let rows = self
+            .page_json(connection, after, limit, "exporting")
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(case, json)| {
+                let key = format!("{connection}/{case}");
+                let d = RowDecoder {
+                    table: "data_points",
+                    key: &key,
+                };
+                Ok((d.parse("case_id", &case, CaseId::parse)?, json))
+            })
+            .collect::<Result<_, CorruptRow>>()?)
+    }
+
+    /// One page of a connection's points after `after` in Case id order, each as its Case id
+    /// and its JSON text (decompressed where it is stored compressed). `doing` words the
+    /// error's context ("listing", "exporting").
+    async fn page_json(
+        &self,
+        connection: &ConnectionId,
+        after: Option<&CaseId>,
+        limit: usize,
+        doing: &'static str,
+    ) -> StoreResult<Vec<(String, String)>> {
         if limit == 0 {
             return Ok(Vec::new());
         }
@@ -338,19 +338,15 @@ impl SqliteStore {
                     .collect()
                 })
                 .map_err(sql_error(format!(
-                    "exporting the data points of connection {connection}"
+                    "{doing} the data points of connection {connection}"
                 )))?;
-            rows.into_iter()
+            Ok(rows
+                .into_iter()
                 .map(|(case, body, packed)| {
-                    let key = format!("{connection}/{case}");
-                    let d = RowDecoder {
-                        table: "data_points",
-                        key: &key,
-                    };
-                    let json = body_json(|| key.clone(), body, packed)?;
-                    Ok((d.parse("case_id", &case, CaseId::parse)?, json))
+                    let json = body_json(|| format!("{connection}/{case}"), body, packed)?;
+                    Ok((case, json))
                 })
-                .collect()
+                .collect::<Result<_, CorruptRow>>()?)
         })
         .await
     }
